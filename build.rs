@@ -1,0 +1,32 @@
+//! Compiles `proto/` with protox (pure Rust, so no system `protoc`) and writes the
+//! descriptor set that server reflection serves.
+
+use protox::prost::Message;
+use std::{env, fs, path::PathBuf};
+
+const PROTOS: &[&str] = &["identity/v1/identity.proto", "identity/v1/admin.proto"];
+
+/// Messages that carry secrets: no derived `Debug`; `src/api/redact.rs` writes one that
+/// hides them, so a stray `{:?}` can never log a credential.
+const SECRET_BEARING: &[&str] = &[
+    ".identity.v1.AuthenticateRequest",
+    ".identity.v1.CheckPermissionRequest",
+    ".identity.v1.IssueTokenResponse",
+    ".identity.v1.RefreshTokenRequest",
+    ".identity.v1.RefreshTokenResponse",
+    ".identity.v1.RegenerateApiTokenResponse",
+    ".identity.v1.RevokeTokenRequest",
+    ".identity.v1.SetApiAccessResponse",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    // `compile_fds` ignores `file_descriptor_set_path`, so the set is written here.
+    fs::write(out_dir.join("identity_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .skip_debug(SECRET_BEARING.iter().copied())
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `identity.v1.Admin`: users, roles and API access. Every RPC authenticates the caller
+//! from its `authorization` metadata and requires one permission before doing anything.
+
+use super::metadata::authorization;
+use super::pb::{self, admin_server};
+use crate::domain::permissions::admin::{ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE};
+use crate::domain::principal::Authenticated;
+use crate::service::admin::{AdminService, CreateUser, UpdateUser};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Serves `identity.v1.Admin`.
+pub struct AdminApi {
+    service: Arc<AdminService>,
+}
+
+impl AdminApi {
+    /// Builds the service.
+    pub fn new(service: Arc<AdminService>) -> Self {
+        Self { service }
+    }
+
+    /// Authenticates the caller and requires `permission`.
+    async fn guard<T>(
+        &self,
+        request: &Request<T>,
+        permission: &str,
+    ) -> Result<Arc<Authenticated>, Status> {
+        Ok(self
+            .service
+            .authorize(authorization(request)?, permission)
+            .await?)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Records who changed what; never a secret.
+fn audit(caller: &Authenticated, action: &'static str, target: &str) {
+    tracing::info!(by = %caller.principal.id, action, target, "admin change");
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for AdminApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.into_inner();
+        let user = self
+            .service
+            .create_user(CreateUser {
+                username: r.username,
+                email: r.email,
+                is_staff: r.is_staff,
+                roles: r.roles,
+            })
+            .await?;
+        audit(&caller, "create_user", &user.id);
+        Ok(Response::new(user.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Reply<pb::User> {
+        self.guard(&request, USERS_READ).await?;
+        let user = self.service.get_user(&request.get_ref().username).await?;
+        Ok(Response::new(user.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Reply<pb::ListUsersResponse> {
+        self.guard(&request, USERS_READ).await?;
+        let r = request.get_ref();
+        let page = self.service.list_users(r.page_size, &r.page_token).await?;
+        Ok(Response::new(pb::ListUsersResponse {
+            users: page.users.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.into_inner();
+        let user = self
+            .service
+            .update_user(UpdateUser {
+                username: r.username,
+                email: r.email,
+                is_staff: r.is_staff,
+                active: r.active,
+            })
+            .await?;
+        audit(&caller, "update_user", &user.id);
+        Ok(Response::new(user.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Reply<pb::DeleteUserResponse> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let username = &request.get_ref().username;
+        self.service.delete_user(username).await?;
+        audit(&caller, "delete_user", username);
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_api_access(
+        &self,
+        request: Request<pb::SetApiAccessRequest>,
+    ) -> Reply<pb::SetApiAccessResponse> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.get_ref();
+        let (user, token) = self.service.set_api_access(&r.username, r.enabled).await?;
+        audit(
+            &caller,
+            if r.enabled {
+                "api_access_on"
+            } else {
+                "api_access_off"
+            },
+            &user.id,
+        );
+        Ok(Response::new(pb::SetApiAccessResponse {
+            user: Some(user.into()),
+            api_token: token
+                .map(|t| t.expose_secret().to_owned())
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::User> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.get_ref();
+        let user = self.service.assign_role(&r.username, &r.role).await?;
+        audit(&caller, "assign_role", &user.id);
+        Ok(Response::new(user.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn unassign_role(&self, request: Request<pb::UnassignRoleRequest>) -> Reply<pb::User> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.get_ref();
+        let user = self.service.unassign_role(&r.username, &r.role).await?;
+        audit(&caller, "unassign_role", &user.id);
+        Ok(Response::new(user.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_role(&self, request: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
+        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let r = request.into_inner();
+        let role = self
+            .service
+            .create_role(r.name, r.description, &r.permissions)
+            .await?;
+        audit(&caller, "create_role", &role.name);
+        Ok(Response::new(role.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_role(&self, request: Request<pb::GetRoleRequest>) -> Reply<pb::Role> {
+        self.guard(&request, ROLES_READ).await?;
+        let role = self.service.get_role(&request.get_ref().name).await?;
+        Ok(Response::new(role.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_roles(
+        &self,
+        request: Request<pb::ListRolesRequest>,
+    ) -> Reply<pb::ListRolesResponse> {
+        self.guard(&request, ROLES_READ).await?;
+        let roles = self.service.list_roles().await?;
+        Ok(Response::new(pb::ListRolesResponse {
+            roles: roles.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_role_permissions(
+        &self,
+        request: Request<pb::SetRolePermissionsRequest>,
+    ) -> Reply<pb::Role> {
+        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let r = request.get_ref();
+        let role = self
+            .service
+            .set_role_permissions(&r.name, &r.permissions)
+            .await?;
+        audit(&caller, "set_role_permissions", &role.name);
+        Ok(Response::new(role.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_role(
+        &self,
+        request: Request<pb::DeleteRoleRequest>,
+    ) -> Reply<pb::DeleteRoleResponse> {
+        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let name = &request.get_ref().name;
+        self.service.delete_role(name).await?;
+        audit(&caller, "delete_role", name);
+        Ok(Response::new(pb::DeleteRoleResponse {}))
+    }
+}

@@ -1,0 +1,215 @@
+//! `identity.v1.Identity`: checks, and the credentials it issues.
+
+use super::convert::verdict;
+use super::metadata::authorization;
+use super::pb::{self, identity_server};
+use crate::domain::permissions::{Permission, admin};
+use crate::domain::principal::{Authenticated, PrincipalKind};
+use crate::domain::verdict::{AuthFailure, Decision, decide};
+use crate::service::ServiceError;
+use crate::service::admin::AdminService;
+use crate::service::authenticator::{Authenticator, Outcome};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Most permissions one check may ask for.
+pub const MAX_CHECK_PERMISSIONS: usize = 64;
+
+/// Serves `identity.v1.Identity`.
+pub struct IdentityApi {
+    authenticator: Arc<Authenticator>,
+    admin: Arc<AdminService>,
+    realm: String,
+}
+
+impl IdentityApi {
+    /// Builds the service; `realm` goes into every challenge.
+    pub fn new(authenticator: Arc<Authenticator>, admin: Arc<AdminService>, realm: String) -> Self {
+        Self {
+            authenticator,
+            admin,
+            realm,
+        }
+    }
+
+    fn challenge(&self, failure: &AuthFailure) -> String {
+        failure.challenge(&self.realm)
+    }
+}
+
+/// Permissions a check asks for: 1 to 64 concrete `resource:action` values.
+fn required_permissions(items: &[String]) -> Result<Vec<Permission>, ServiceError> {
+    if items.is_empty() {
+        return Err(ServiceError::invalid(
+            "permissions",
+            "name at least one permission",
+        ));
+    }
+    if items.len() > MAX_CHECK_PERMISSIONS {
+        return Err(ServiceError::invalid(
+            "permissions",
+            "at most 64 permissions",
+        ));
+    }
+    items
+        .iter()
+        .map(|s| Permission::parse_required(s))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            ServiceError::invalid("permissions", format!("{e}; wildcards cannot be required"))
+        })
+}
+
+fn log_outcome(rpc: &'static str, outcome: &Outcome, reason: &str) {
+    match outcome {
+        Ok(a) => {
+            tracing::debug!(rpc, principal = %a.principal.id, credential = %a.principal.credential_id, reason, "checked")
+        }
+        Err(_) => tracing::debug!(rpc, reason, "refused"),
+    }
+}
+
+#[tonic::async_trait]
+impl identity_server::Identity for IdentityApi {
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let outcome = self
+            .authenticator
+            .authenticate(&request.get_ref().authorization)
+            .await
+            .map_err(ServiceError::from)?;
+        let decision = decide(outcome.as_deref().map_err(|e| *e), &[]);
+        log_outcome("Authenticate", &outcome, decision.code());
+        let response = match &outcome {
+            Ok(a) => pb::AuthenticateResponse {
+                verdict: pb::Verdict::Allow.into(),
+                http_status: 200,
+                principal: Some((&a.principal).into()),
+                reason: decision.code().into(),
+                permissions: a.permissions.iter().map(ToString::to_string).collect(),
+                ..Default::default()
+            },
+            Err(failure) => pb::AuthenticateResponse {
+                verdict: pb::Verdict::Unauthenticated.into(),
+                http_status: 401,
+                reason: failure.code().into(),
+                www_authenticate: self.challenge(failure),
+                message: failure.message().into(),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn check_permission(
+        &self,
+        request: Request<pb::CheckPermissionRequest>,
+    ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
+        let req = request.get_ref();
+        if !req.method.is_empty() || !req.path.is_empty() {
+            return Err(ServiceError::Unimplemented(
+                "checks by method and path need the route policy, which is not implemented yet; \
+                 name the permissions instead",
+            )
+            .into());
+        }
+        let required = required_permissions(&req.permissions)?;
+        let outcome = self
+            .authenticator
+            .authenticate(&req.authorization)
+            .await
+            .map_err(ServiceError::from)?;
+        let decision = decide(outcome.as_deref().map_err(|e| *e), &required);
+        log_outcome("CheckPermission", &outcome, decision.code());
+        let principal = outcome.as_ref().ok().map(|a| (&a.principal).into());
+        let mut response = pb::CheckPermissionResponse {
+            verdict: verdict(&decision).into(),
+            http_status: decision.http_status().into(),
+            principal,
+            reason: decision.code().into(),
+            ..Default::default()
+        };
+        match &decision {
+            Decision::Allow => {}
+            Decision::Unauthenticated(failure) => {
+                response.www_authenticate = self.challenge(failure);
+                response.message = failure.message().into();
+            }
+            Decision::MissingPermission(missing) => {
+                response.missing = missing.iter().map(ToString::to_string).collect();
+                response.message = format!("missing permission {}", response.missing.join(", "));
+            }
+        }
+        Ok(Response::new(response))
+    }
+
+    async fn issue_token(
+        &self,
+        _request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
+        Err(ServiceError::Unimplemented(
+            "IssueToken needs OAuth2 grants and signed access tokens, which are not implemented yet",
+        )
+        .into())
+    }
+
+    async fn refresh_token(
+        &self,
+        _request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
+        Err(ServiceError::Unimplemented(
+            "RefreshToken needs refresh tokens, which are not implemented yet",
+        )
+        .into())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn regenerate_api_token(
+        &self,
+        request: Request<pb::RegenerateApiTokenRequest>,
+    ) -> Result<Response<pb::RegenerateApiTokenResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let target = match request.get_ref().username.as_str() {
+            "" => caller.principal.name.clone(),
+            name => name.to_owned(),
+        };
+        let own = caller.principal.kind == PrincipalKind::User && caller.principal.name == target;
+        if !own {
+            // Someone else's token: an administrator's job.
+            self.admin
+                .authorize(authorization(&request)?, admin::USERS_WRITE)
+                .await?;
+        }
+        let (user, token) = self.admin.regenerate_api_token(&target).await?;
+        tracing::info!(by = %caller.principal.id, user = %user.id, "API token regenerated");
+        Ok(Response::new(pb::RegenerateApiTokenResponse {
+            username: user.username,
+            api_token: token.expose_secret().to_owned(),
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        _request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        Err(ServiceError::Unimplemented(
+            "RevokeToken needs OAuth2 access and refresh tokens, which are not implemented yet",
+        )
+        .into())
+    }
+}
+
+impl IdentityApi {
+    /// The authenticated caller of an RPC that acts on its behalf.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Arc<Authenticated>, ServiceError> {
+        self.authenticator
+            .authenticate(authorization(request)?)
+            .await?
+            .map_err(ServiceError::Unauthenticated)
+    }
+}

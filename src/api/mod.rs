@@ -1,0 +1,19 @@
+//! The gRPC surface: generated types, the two services, and the one mapping from service
+//! errors to gRPC statuses.
+
+pub mod admin;
+mod convert;
+pub mod identity;
+mod metadata;
+mod redact;
+pub mod status;
+
+/// Types and stubs generated from `proto/identity/v1`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("identity.v1");
+
+    /// Encoded descriptors of `proto/`, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/identity_descriptor.bin"));
+}

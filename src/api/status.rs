@@ -1,0 +1,56 @@
+//! The one place service errors become gRPC statuses. Internal causes are logged here and
+//! answered with a generic message; callers get stable codes and reasons.
+
+use crate::service::ServiceError;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` of every error identityd sends.
+pub const ERROR_DOMAIN: &str = "identityd";
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let info = |code, message: String, reason: &str| {
+            Status::with_error_details(
+                code,
+                message,
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+            )
+        };
+        match e {
+            ServiceError::InvalidArgument { field, reason } => Status::with_error_details(
+                Code::InvalidArgument,
+                format!("{field}: {reason}"),
+                ErrorDetails::with_bad_request_violation(field, reason),
+            ),
+            ServiceError::NotFound(what) => {
+                info(Code::NotFound, format!("{what} not found"), "not_found")
+            }
+            ServiceError::AlreadyExists(what) => info(
+                Code::AlreadyExists,
+                format!("{what} already exists"),
+                "already_exists",
+            ),
+            ServiceError::FailedPrecondition(why) => {
+                info(Code::FailedPrecondition, why, "failed_precondition")
+            }
+            ServiceError::Unauthenticated(failure) => info(
+                Code::Unauthenticated,
+                failure.message().to_owned(),
+                failure.code(),
+            ),
+            ServiceError::PermissionDenied(why) => {
+                info(Code::PermissionDenied, why, "missing_permission")
+            }
+            ServiceError::Unimplemented(what) => Status::unimplemented(what),
+            ServiceError::Unavailable(source) => {
+                tracing::error!(error = %source, cause = ?std::error::Error::source(&source), "storage failure");
+                info(
+                    Code::Unavailable,
+                    "storage is unavailable; retry later".into(),
+                    "unavailable",
+                )
+            }
+        }
+    }
+}

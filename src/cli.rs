@@ -1,0 +1,108 @@
+//! Command-line dispatch: serve, migrate, admin tasks, load generation.
+
+use crate::config::{AdminCommand, AdminTask, Command, DatabaseConfig, LogFormat, ServeConfig};
+use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::names;
+use crate::server;
+use crate::service::bootstrap::{self, BootstrapCredentials};
+use crate::store::{self, Store};
+use crate::{
+    domain::secret::{SecretDigest, SecretKind},
+    loadgen,
+};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// Logs go to standard error, filtered by `IDENTITYD_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter =
+        EnvFilter::try_from_env("IDENTITYD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs one subcommand to completion.
+pub async fn dispatch(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve(config) => serve(config).await,
+        Command::Migrate(db) => {
+            open(&db).await?;
+            println!("identityd: migrations applied to {}", db.database_url);
+            Ok(())
+        }
+        Command::Admin(admin) => run_admin(admin).await,
+        Command::Loadgen(config) => loadgen::run(&config).await,
+    }
+}
+
+async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    server::run(&config, Arc::new(SystemClock), listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: draining in-flight calls");
+}
+
+/// Opens and migrates the database.
+async fn open(db: &DatabaseConfig) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    let store = store::open(db.database_url.expose(), &db.pool_settings()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open(&admin.database).await?;
+    let clock = SystemClock;
+    match admin.task {
+        AdminTask::Bootstrap { username } => {
+            names::validate_username(&username).map_err(|r| format!("username {r}"))?;
+            match bootstrap::bootstrap_admin(store.as_ref(), &clock, &username).await? {
+                Some(creds) => server::print_credentials(&creds),
+                None => println!("identityd: users already exist; nothing to bootstrap"),
+            }
+        }
+        AdminTask::RegenerateToken { username } => {
+            names::validate_username(&username).map_err(|r| format!("username {r}"))?;
+            let token = SecretKind::ApiToken.generate();
+            store
+                .replace_api_token(&username, &SecretDigest::of(&token), clock.now())
+                .await?;
+            server::print_credentials(&BootstrapCredentials {
+                username,
+                api_token: token,
+            });
+        }
+    }
+    Ok(())
+}

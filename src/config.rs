@@ -1,0 +1,252 @@
+//! Configuration: defaults, overridden by `IDENTITYD_*` environment variables, overridden
+//! by flags. Everything is validated before a socket is bound.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// identityd: authenticates credentials and answers allow, 401 or 403.
+#[derive(Debug, Parser)]
+#[command(name = "identityd", version, about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (migrating and bootstrapping first).
+    Serve(ServeConfig),
+    /// Apply database migrations and exit.
+    Migrate(DatabaseConfig),
+    /// Bootstrap and recovery tasks that work directly on the database.
+    Admin(AdminCommand),
+    /// Drive a running server with load and print requests per second and latency.
+    Loadgen(crate::loadgen::LoadgenConfig),
+}
+
+/// `identityd admin …`.
+#[derive(Debug, Args)]
+pub struct AdminCommand {
+    /// Database to work on.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// The task.
+    #[command(subcommand)]
+    pub task: AdminTask,
+}
+
+/// Admin tasks.
+#[derive(Debug, Subcommand)]
+pub enum AdminTask {
+    /// On an empty database, create a staff user with the built-in `admin` role and API
+    /// access, and print its credentials once. Does nothing if any user exists.
+    Bootstrap {
+        /// Username of the admin to create.
+        #[arg(long, default_value = crate::service::bootstrap::DEFAULT_ADMIN_USERNAME)]
+        username: String,
+    },
+    /// Replace a user's API token and print the new one (recovery for a lost admin
+    /// token). Running servers stop accepting the old token within the cache TTL.
+    RegenerateToken {
+        /// Whose token to replace.
+        #[arg(long)]
+        username: String,
+    },
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// `sqlite://FILE` (created if missing) or `postgres://USER@HOST:PORT/DB`.
+    #[arg(
+        long,
+        env = "IDENTITYD_DATABASE_URL",
+        default_value = "sqlite://identityd.db"
+    )]
+    pub database_url: DatabaseUrl,
+    /// Most database connections held open.
+    #[arg(long, env = "IDENTITYD_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+    /// Seconds to wait for a free database connection before failing a call.
+    #[arg(long, env = "IDENTITYD_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub db_acquire_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// The pool settings these options describe.
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.db_max_connections,
+            acquire_timeout: Duration::from_secs(self.db_acquire_timeout_secs),
+        }
+    }
+
+    /// Settings for a database URL with every other option at its default.
+    pub fn for_url(url: &str) -> Result<Self, String> {
+        Ok(Self {
+            database_url: url.parse()?,
+            db_max_connections: 16,
+            db_acquire_timeout_secs: 5,
+        })
+    }
+}
+
+/// `identityd serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Database.
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Address for gRPC.
+    #[arg(long, env = "IDENTITYD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Realm named in `WWW-Authenticate` challenges.
+    #[arg(long, env = "IDENTITYD_REALM", default_value = "identityd", value_parser = parse_realm)]
+    pub realm: String,
+    /// Most credentials kept in the check cache.
+    #[arg(long, env = "IDENTITYD_CACHE_CAPACITY", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub cache_capacity: u64,
+    /// Seconds a cached credential is trusted before it is read again; bounds how long
+    /// another replica's revocation can go unseen.
+    #[arg(long, env = "IDENTITYD_CACHE_TTL_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub cache_ttl_secs: u64,
+    /// Do not create the first admin on an empty database.
+    #[arg(long, env = "IDENTITYD_NO_BOOTSTRAP")]
+    pub no_bootstrap: bool,
+    /// Log format.
+    #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// Defaults for a database URL, listening on an ephemeral loopback port.
+    pub fn for_url(url: &str) -> Result<Self, String> {
+        Ok(Self {
+            database: DatabaseConfig::for_url(url)?,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            realm: "identityd".into(),
+            cache_capacity: 100_000,
+            cache_ttl_secs: 30,
+            no_bootstrap: false,
+            log_format: LogFormat::Text,
+        })
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A database URL. `Debug` and `Display` hide its password.
+#[derive(Clone)]
+pub struct DatabaseUrl(SecretString);
+
+impl DatabaseUrl {
+    /// The full URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let scheme = s.split_once(':').map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("sqlite" | "postgres" | "postgresql")) {
+            return Err(
+                "the database URL must start with sqlite:, postgres: or postgresql:".into(),
+            );
+        }
+        if s.chars().any(char::is_control) {
+            return Err("the database URL contains control characters".into());
+        }
+        Ok(Self(SecretString::from(s)))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(self.expose()) {
+            Ok(mut u) if u.password().is_some() => {
+                // Only fails for URLs that cannot have a password, which this one has.
+                let _ = u.set_password(Some("***"));
+                write!(f, "{u}")
+            }
+            Ok(u) => write!(f, "{u}"),
+            Err(_) => f.write_str("<unparsable database URL>"),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// A realm is quoted in challenges, so it must not need escaping.
+fn parse_realm(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            "the realm must be 1 to 64 printable ASCII characters without quotes or backslashes"
+                .into(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_hides_password() {
+        let url: DatabaseUrl = "postgres://app:hunter2@db:5432/identity".parse().unwrap();
+        assert!(!format!("{url:?} {url}").contains("hunter2"));
+        assert!(format!("{url}").contains("db:5432"));
+        assert!("mysql://x".parse::<DatabaseUrl>().is_err());
+    }
+
+    #[test]
+    fn realms() {
+        assert!(parse_realm("identityd prod").is_ok());
+        for bad in ["", "a\"b", "a\\b", "é", "a\nb"] {
+            assert!(parse_realm(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        let cli = Cli::try_parse_from(["identityd", "serve", "--cache-ttl-secs", "5"]).unwrap();
+        let Some(Command::Serve(cfg)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(cfg.cache_ttl_secs, 5);
+        assert!(Cli::try_parse_from(["identityd", "serve", "--cache-ttl-secs", "0"]).is_err());
+        assert!(Cli::try_parse_from(["identityd", "serve", "--listen", "nope"]).is_err());
+        assert!(
+            Cli::try_parse_from(["identityd", "serve", "--database-url", "mysql://x"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure domain logic: parsing credentials, the permission algebra, verdicts, secrets and
+//! names. Nothing here does I/O or knows about gRPC, so it is unit-tested as plain
+//! functions.
+
+pub mod clock;
+pub mod credentials;
+pub mod names;
+pub mod permissions;
+pub mod principal;
+pub mod secret;
+pub mod verdict;

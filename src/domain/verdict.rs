@@ -1,0 +1,243 @@
+//! Verdicts: allow, 401 or 403, with stable reason codes and the `WWW-Authenticate`
+//! challenge RFC 7617 / RFC 6750 prescribe.
+
+use super::credentials::{ParseError, Scheme};
+use super::permissions::Permission;
+use super::principal::Authenticated;
+
+/// Why a credential was not accepted (a 401).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credential was presented.
+    Missing,
+    /// The header could not be read.
+    Malformed {
+        /// The scheme, when recognised.
+        scheme: Option<Scheme>,
+        /// What is wrong (never echoes input).
+        detail: &'static str,
+    },
+    /// A scheme identityd does not accept.
+    UnsupportedScheme,
+    /// Well-formed, but no such credential is valid now.
+    Invalid {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+    },
+}
+
+impl From<ParseError> for AuthFailure {
+    fn from(e: ParseError) -> Self {
+        match e {
+            ParseError::Missing => Self::Missing,
+            ParseError::UnsupportedScheme => Self::UnsupportedScheme,
+            ParseError::Malformed { scheme, detail } => Self::Malformed { scheme, detail },
+        }
+    }
+}
+
+impl AuthFailure {
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing_credentials",
+            Self::Malformed { .. } => "malformed_credentials",
+            Self::UnsupportedScheme => "unsupported_scheme",
+            Self::Invalid { .. } => "invalid_credentials",
+        }
+    }
+
+    /// A short explanation for people. Never contains input.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Self::Missing => "no credentials were presented",
+            Self::Malformed { detail, .. } => detail,
+            Self::UnsupportedScheme => "the authorization scheme is not supported",
+            Self::Invalid { .. } => "the credentials are not valid",
+        }
+    }
+
+    /// The `WWW-Authenticate` value to answer the 401 with.
+    pub fn challenge(&self, realm: &str) -> String {
+        let basic = format!("Basic realm=\"{realm}\", charset=\"UTF-8\"");
+        let bearer = |scheme: Scheme, error: &str| {
+            format!("{} realm=\"{realm}\", error=\"{error}\"", scheme.as_str())
+        };
+        match *self {
+            // No usable scheme: offer every scheme (RFC 9110 §11.6.1 allows a list).
+            Self::Missing | Self::UnsupportedScheme | Self::Malformed { scheme: None, .. } => {
+                format!("{basic}, Bearer realm=\"{realm}\"")
+            }
+            Self::Malformed {
+                scheme: Some(Scheme::Basic),
+                ..
+            }
+            | Self::Invalid {
+                scheme: Scheme::Basic,
+            } => basic,
+            Self::Malformed {
+                scheme: Some(s), ..
+            } => bearer(s, "invalid_request"),
+            Self::Invalid { scheme } => bearer(scheme, "invalid_token"),
+        }
+    }
+}
+
+/// The decision on one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Every required permission is granted.
+    Allow,
+    /// No valid credential.
+    Unauthenticated(AuthFailure),
+    /// Valid credential, but these required permissions are not granted.
+    MissingPermission(Vec<Permission>),
+}
+
+impl Decision {
+    /// The HTTP status the caller should answer with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Allow => 200,
+            Self::Unauthenticated(_) => 401,
+            Self::MissingPermission(_) => 403,
+        }
+    }
+
+    /// The stable reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Allow => "ok",
+            Self::Unauthenticated(f) => f.code(),
+            Self::MissingPermission(_) => "missing_permission",
+        }
+    }
+}
+
+/// Decides a check from the authentication outcome and the permissions required.
+pub fn decide(authn: Result<&Authenticated, AuthFailure>, required: &[Permission]) -> Decision {
+    match authn {
+        Err(failure) => Decision::Unauthenticated(failure),
+        Ok(a) => {
+            let missing: Vec<Permission> = a
+                .permissions
+                .missing(required)
+                .into_iter()
+                .cloned()
+                .collect();
+            if missing.is_empty() {
+                Decision::Allow
+            } else {
+                Decision::MissingPermission(missing)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::permissions::PermissionSet;
+    use crate::domain::principal::{CredentialKind, Principal, PrincipalKind};
+    use std::sync::Arc;
+
+    fn p(s: &str) -> Permission {
+        Permission::parse(s).unwrap()
+    }
+
+    fn user_with(perms: &[&str]) -> Authenticated {
+        Authenticated {
+            principal: Principal {
+                kind: PrincipalKind::User,
+                id: "u1".into(),
+                name: "alice".into(),
+                is_staff: false,
+                scheme: Scheme::Basic,
+                credential_kind: CredentialKind::ApiToken,
+                credential_id: "api_token:u1".into(),
+            },
+            permissions: Arc::new(perms.iter().map(|s| p(s)).collect::<PermissionSet>()),
+        }
+    }
+
+    /// Authentication outcome, permissions asked for, expected status and reason.
+    type Row<'a> = (
+        Result<&'a Authenticated, AuthFailure>,
+        Vec<Permission>,
+        u16,
+        &'a str,
+    );
+
+    #[test]
+    fn decision_table() {
+        let reader = user_with(&["orders:read"]);
+        let rows: Vec<Row> = vec![
+            (Ok(&reader), vec![p("orders:read")], 200, "ok"),
+            (
+                Ok(&reader),
+                vec![p("orders:read"), p("orders:write")],
+                403,
+                "missing_permission",
+            ),
+            (
+                Err(AuthFailure::Missing),
+                vec![p("orders:read")],
+                401,
+                "missing_credentials",
+            ),
+            (
+                Err(AuthFailure::UnsupportedScheme),
+                vec![],
+                401,
+                "unsupported_scheme",
+            ),
+            (
+                Err(AuthFailure::Invalid {
+                    scheme: Scheme::Basic,
+                }),
+                vec![],
+                401,
+                "invalid_credentials",
+            ),
+        ];
+        for (authn, required, status, code) in rows {
+            let d = decide(authn, &required);
+            assert_eq!((d.http_status(), d.code()), (status, code), "{d:?}");
+        }
+        assert_eq!(
+            decide(Ok(&reader), &[p("orders:write")]),
+            Decision::MissingPermission(vec![p("orders:write")])
+        );
+    }
+
+    #[test]
+    fn challenges() {
+        let r = "identityd";
+        assert_eq!(
+            AuthFailure::Invalid {
+                scheme: Scheme::Basic
+            }
+            .challenge(r),
+            r#"Basic realm="identityd", charset="UTF-8""#
+        );
+        assert_eq!(
+            AuthFailure::Missing.challenge(r),
+            r#"Basic realm="identityd", charset="UTF-8", Bearer realm="identityd""#
+        );
+        assert_eq!(
+            AuthFailure::Invalid {
+                scheme: Scheme::Bearer
+            }
+            .challenge(r),
+            r#"Bearer realm="identityd", error="invalid_token""#
+        );
+        let malformed_bearer = AuthFailure::Malformed {
+            scheme: Some(Scheme::Bearer),
+            detail: "x",
+        };
+        assert_eq!(
+            malformed_bearer.challenge(r),
+            r#"Bearer realm="identityd", error="invalid_request""#
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Wiring: storage, caches and services into one gRPC server, with health, reflection
+//! and graceful shutdown.
+
+use crate::api::admin::AdminApi;
+use crate::api::identity::IdentityApi;
+use crate::api::pb::{self, admin_server::AdminServer, identity_server::IdentityServer};
+use crate::config::ServeConfig;
+use crate::domain::clock::Clock;
+use crate::service::admin::AdminService;
+use crate::service::authenticator::Authenticator;
+use crate::service::bootstrap::{self, BootstrapCredentials, DEFAULT_ADMIN_USERNAME};
+use crate::service::cache::CheckCache;
+use crate::store::{self, Store, StoreError};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::ExposeSecret;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// How often health re-checks that storage is reachable.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Storage could not be opened, migrated or bootstrapped.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A socket operation failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The reflection service could not be built from the descriptors.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A server with storage migrated and bootstrapped, ready to serve.
+pub struct Prepared {
+    store: Arc<dyn Store>,
+    authenticator: Arc<Authenticator>,
+    admin: Arc<AdminService>,
+    realm: String,
+    /// Credentials of the admin created on an empty database; shown once by the caller.
+    pub bootstrap: Option<BootstrapCredentials>,
+}
+
+/// Opens storage, migrates it, and bootstraps the first admin on an empty database.
+pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prepared, ServerError> {
+    let store = store::open(
+        config.database.database_url.expose(),
+        &config.database.pool_settings(),
+    )
+    .await?;
+    store.migrate().await?;
+    let bootstrap = if config.no_bootstrap {
+        bootstrap::ensure_admin_role(store.as_ref(), clock.as_ref()).await?;
+        None
+    } else {
+        bootstrap::bootstrap_admin(store.as_ref(), clock.as_ref(), DEFAULT_ADMIN_USERNAME).await?
+    };
+    let cache = Arc::new(CheckCache::new(
+        config.cache_capacity,
+        Duration::from_secs(config.cache_ttl_secs),
+    ));
+    let authenticator = Arc::new(Authenticator::new(store.clone(), cache.clone()));
+    let admin = Arc::new(AdminService::new(
+        store.clone(),
+        cache,
+        clock,
+        authenticator.clone(),
+    ));
+    Ok(Prepared {
+        store,
+        authenticator,
+        admin,
+        realm: config.realm.clone(),
+        bootstrap,
+    })
+}
+
+impl Prepared {
+    /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        // v1alpha too: older grpcurl releases only speak that.
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let watcher = tokio::spawn(watch_storage(self.store.clone(), health));
+
+        let identity = IdentityApi::new(self.authenticator, self.admin.clone(), self.realm);
+        let served = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(IdentityServer::new(identity))
+            .add_service(AdminServer::new(AdminApi::new(self.admin)))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await;
+        watcher.abort();
+        tracing::info!("server stopped");
+        Ok(served?)
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Reports SERVING only while storage answers, so probes route traffic away otherwise.
+async fn watch_storage(store: Arc<dyn Store>, health: HealthReporter) {
+    let services = ["", "identity.v1.Identity", "identity.v1.Admin"];
+    let mut last = None;
+    loop {
+        let status = match store.ping().await {
+            Ok(()) => ServingStatus::Serving,
+            Err(e) => {
+                tracing::warn!(error = %e, "storage unreachable; reporting NOT_SERVING");
+                ServingStatus::NotServing
+            }
+        };
+        if last != Some(status) {
+            for service in services {
+                health.set_service_status(service, status).await;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// Prepares, prints any bootstrap credentials once on standard output (never to the
+/// log), and serves until `shutdown`.
+pub async fn run(
+    config: &ServeConfig,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let mut prepared = prepare(config, clock).await?;
+    if let Some(creds) = prepared.bootstrap.take() {
+        tracing::info!(username = %creds.username, "created the first admin; its credentials are on standard output");
+        print_credentials(&creds);
+    }
+    tracing::info!(address = %listener.local_addr()?, database = %config.database.database_url, "serving gRPC");
+    prepared.serve(listener, shutdown).await
+}
+
+/// Shows freshly created admin credentials, with a ready-made Basic header.
+pub fn print_credentials(creds: &BootstrapCredentials) {
+    let token = creds.api_token.expose_secret();
+    let basic = STANDARD.encode(format!("{}:{token}", creds.username));
+    println!("identityd: new API credentials. They are shown only now; keep them safe.");
+    println!("  username:  {}", creds.username);
+    println!("  api_token: {token}");
+    println!("  header:    authorization: Basic {basic}");
+}

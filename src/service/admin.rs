@@ -1,0 +1,353 @@
+//! Administration use cases: users, roles, API access. Each validates its input, makes
+//! one store call (one transaction), and drops from the check cache whatever the change
+//! may have revoked or narrowed before it returns.
+
+use super::ServiceError;
+use super::authenticator::Authenticator;
+use super::cache::CheckCache;
+use crate::domain::clock::Clock;
+use crate::domain::names;
+use crate::domain::permissions::{self, Permission};
+use crate::domain::principal::{Authenticated, PrincipalKind};
+use crate::domain::secret::{SecretDigest, SecretKind};
+use crate::store::{NewUser, RoleRecord, Store, UserPatch, UserRecord};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+/// Most permissions one role may hold.
+pub const MAX_ROLE_PERMISSIONS: usize = 256;
+/// Most roles given at user creation.
+pub const MAX_USER_ROLES: usize = 64;
+/// Default and largest page of ListUsers.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// A user to create, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateUser {
+    /// Username.
+    pub username: String,
+    /// Email; empty for none.
+    pub email: String,
+    /// Staff flag.
+    pub is_staff: bool,
+    /// Role names.
+    pub roles: Vec<String>,
+}
+
+/// A user change, as asked for.
+#[derive(Debug, Clone, Default)]
+pub struct UpdateUser {
+    /// The user.
+    pub username: String,
+    /// New email; `Some("")` clears it.
+    pub email: Option<String>,
+    /// New staff flag.
+    pub is_staff: Option<bool>,
+    /// New active flag.
+    pub active: Option<bool>,
+}
+
+/// A page of users.
+#[derive(Debug, Clone)]
+pub struct UserPage {
+    /// The users.
+    pub users: Vec<UserRecord>,
+    /// Token for the next page; empty on the last.
+    pub next_page_token: String,
+}
+
+/// The administration use cases.
+pub struct AdminService {
+    store: Arc<dyn Store>,
+    cache: Arc<CheckCache>,
+    clock: Arc<dyn Clock>,
+    authenticator: Arc<Authenticator>,
+}
+
+impl AdminService {
+    /// Builds the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<CheckCache>,
+        clock: Arc<dyn Clock>,
+        authenticator: Arc<Authenticator>,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            clock,
+            authenticator,
+        }
+    }
+
+    /// Authenticates the caller's `authorization` value and requires `permission`. Users
+    /// must also be staff: customers never administer.
+    pub async fn authorize(
+        &self,
+        authorization: &str,
+        permission: &str,
+    ) -> Result<Arc<Authenticated>, ServiceError> {
+        let caller = self
+            .authenticator
+            .authenticate(authorization)
+            .await?
+            .map_err(ServiceError::Unauthenticated)?;
+        if caller.principal.kind == PrincipalKind::User && !caller.principal.is_staff {
+            return Err(ServiceError::PermissionDenied(
+                "only staff users may call the Admin service".into(),
+            ));
+        }
+        let required = Permission::parse_required(permission).map_err(|_| {
+            ServiceError::PermissionDenied(format!("missing permission {permission}"))
+        })?;
+        if !caller.permissions.grants(&required) {
+            return Err(ServiceError::PermissionDenied(format!(
+                "missing permission {permission}"
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, req: CreateUser) -> Result<UserRecord, ServiceError> {
+        names::validate_username(&req.username)
+            .map_err(|r| ServiceError::invalid("username", r))?;
+        let email = optional_email(&req.email)?;
+        if req.roles.len() > MAX_USER_ROLES {
+            return Err(ServiceError::invalid("roles", "at most 64 roles"));
+        }
+        for role in &req.roles {
+            names::validate_role_name(role).map_err(|r| ServiceError::invalid("roles", r))?;
+        }
+        let user = NewUser {
+            username: req.username,
+            email,
+            is_staff: req.is_staff,
+            roles: req.roles,
+        };
+        Ok(self.store.create_user(&user, self.clock.now()).await?)
+    }
+
+    /// Reads a user.
+    pub async fn get_user(&self, username: &str) -> Result<UserRecord, ServiceError> {
+        check_username(username)?;
+        Ok(self.store.get_user(username).await?)
+    }
+
+    /// Lists users a page at a time.
+    pub async fn list_users(
+        &self,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<UserPage, ServiceError> {
+        let limit = match page_size {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(ServiceError::invalid("page_size", "must be at most 1000"));
+            }
+            n => n,
+        };
+        let after = decode_page_token(page_token)?;
+        let users = self.store.list_users(&after, limit).await?;
+        let full_page = users.len() == limit as usize;
+        let next_page_token = match users.last() {
+            Some(last) if full_page => URL_SAFE_NO_PAD.encode(&last.username),
+            _ => String::new(),
+        };
+        Ok(UserPage {
+            users,
+            next_page_token,
+        })
+    }
+
+    /// Changes a user. Disabling kills its credentials at once.
+    pub async fn update_user(&self, req: UpdateUser) -> Result<UserRecord, ServiceError> {
+        check_username(&req.username)?;
+        let email = req.email.as_deref().map(optional_email).transpose()?;
+        let patch = UserPatch {
+            email,
+            is_staff: req.is_staff,
+            active: req.active,
+        };
+        let user = self
+            .store
+            .update_user(&req.username, &patch, self.clock.now())
+            .await?;
+        // Staff or active changes alter what cached entries say.
+        self.cache.invalidate_principal(&user.id);
+        Ok(user)
+    }
+
+    /// Deletes a user and every credential it holds.
+    pub async fn delete_user(&self, username: &str) -> Result<(), ServiceError> {
+        check_username(username)?;
+        let id = self.store.delete_user(username).await?;
+        self.cache.invalidate_principal(&id);
+        Ok(())
+    }
+
+    /// Turns API access on (returning the new token, once) or off.
+    pub async fn set_api_access(
+        &self,
+        username: &str,
+        enabled: bool,
+    ) -> Result<(UserRecord, Option<SecretString>), ServiceError> {
+        check_username(username)?;
+        let now = self.clock.now();
+        if enabled {
+            let token = SecretKind::ApiToken.generate();
+            let user = self
+                .store
+                .enable_api_access(username, &SecretDigest::of(&token), now)
+                .await?;
+            Ok((user, Some(token)))
+        } else {
+            let user = self.store.disable_api_access(username, now).await?;
+            self.cache.invalidate_principal(&user.id);
+            Ok((user, None))
+        }
+    }
+
+    /// Replaces a user's API token; the old one is dead when this returns.
+    pub async fn regenerate_api_token(
+        &self,
+        username: &str,
+    ) -> Result<(UserRecord, SecretString), ServiceError> {
+        check_username(username)?;
+        let token = SecretKind::ApiToken.generate();
+        let user = self
+            .store
+            .replace_api_token(username, &SecretDigest::of(&token), self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&user.id);
+        Ok((user, token))
+    }
+
+    /// Gives a user a role.
+    pub async fn assign_role(
+        &self,
+        username: &str,
+        role: &str,
+    ) -> Result<UserRecord, ServiceError> {
+        check_username(username)?;
+        check_role_name("role", role)?;
+        let user = self
+            .store
+            .assign_role(username, role, self.clock.now())
+            .await?;
+        // Not a narrowing, but cached entries would hide the new permissions until expiry.
+        self.cache.invalidate_principal(&user.id);
+        Ok(user)
+    }
+
+    /// Takes a role from a user.
+    pub async fn unassign_role(
+        &self,
+        username: &str,
+        role: &str,
+    ) -> Result<UserRecord, ServiceError> {
+        check_username(username)?;
+        check_role_name("role", role)?;
+        let user = self
+            .store
+            .unassign_role(username, role, self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&user.id);
+        Ok(user)
+    }
+
+    /// Creates a role.
+    pub async fn create_role(
+        &self,
+        name: String,
+        description: String,
+        permissions: &[String],
+    ) -> Result<RoleRecord, ServiceError> {
+        check_role_name("name", &name)?;
+        names::validate_description(&description)
+            .map_err(|r| ServiceError::invalid("description", r))?;
+        let role = RoleRecord {
+            name,
+            description,
+            permissions: canonical_permissions(permissions)?,
+            builtin: false,
+            created_at: self.clock.now(),
+        };
+        Ok(self.store.create_role(&role).await?)
+    }
+
+    /// Reads a role.
+    pub async fn get_role(&self, name: &str) -> Result<RoleRecord, ServiceError> {
+        check_role_name("name", name)?;
+        Ok(self.store.get_role(name).await?)
+    }
+
+    /// Lists all roles.
+    pub async fn list_roles(&self) -> Result<Vec<RoleRecord>, ServiceError> {
+        Ok(self.store.list_roles().await?)
+    }
+
+    /// Replaces a role's permissions.
+    pub async fn set_role_permissions(
+        &self,
+        name: &str,
+        permissions: &[String],
+    ) -> Result<RoleRecord, ServiceError> {
+        check_role_name("name", name)?;
+        let permissions = canonical_permissions(permissions)?;
+        let role = self.store.set_role_permissions(name, &permissions).await?;
+        // Any holder may be cached; finding them all costs more than refilling.
+        self.cache.invalidate_all();
+        Ok(role)
+    }
+
+    /// Deletes a role.
+    pub async fn delete_role(&self, name: &str) -> Result<(), ServiceError> {
+        check_role_name("name", name)?;
+        self.store.delete_role(name).await?;
+        self.cache.invalidate_all();
+        Ok(())
+    }
+}
+
+fn check_username(username: &str) -> Result<(), ServiceError> {
+    names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
+}
+
+fn check_role_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
+    names::validate_role_name(name).map_err(|r| ServiceError::invalid(field, r))
+}
+
+fn optional_email(email: &str) -> Result<Option<String>, ServiceError> {
+    if email.is_empty() {
+        return Ok(None);
+    }
+    names::normalize_email(email)
+        .map(Some)
+        .map_err(|r| ServiceError::invalid("email", r))
+}
+
+/// Validates permissions and returns them sorted, deduplicated and canonically spelled.
+fn canonical_permissions(items: &[String]) -> Result<Vec<String>, ServiceError> {
+    if items.len() > MAX_ROLE_PERMISSIONS {
+        return Err(ServiceError::invalid(
+            "permissions",
+            "at most 256 permissions",
+        ));
+    }
+    let set = permissions::parse_all(items)
+        .map_err(|e| ServiceError::invalid("permissions", e.to_string()))?;
+    Ok(set.iter().map(ToString::to_string).collect())
+}
+
+fn decode_page_token(token: &str) -> Result<String, ServiceError> {
+    let invalid = || ServiceError::invalid("page_token", "is not a token this service issued");
+    if token.len() > 2 * names::MAX_USERNAME {
+        return Err(invalid());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
+    String::from_utf8(bytes).map_err(|_| invalid())
+}

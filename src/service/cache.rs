@@ -1,0 +1,151 @@
+//! The check cache: verified credentials keyed by their digest, so a warm check costs no
+//! database round trip.
+//!
+//! Invalidation must never lose to a concurrent fill: a check that read the database
+//! before a revoking change committed must not put the stale result back afterwards.
+//! Every invalidation first bumps an epoch; a fill remembers the epoch from before its
+//! database read and, after inserting, drops its own entry again if the epoch moved.
+//! Either the fill's insert precedes the invalidation (which then removes it), or its
+//! epoch check follows the bump (and it removes itself).
+
+use crate::domain::principal::Authenticated;
+use crate::domain::secret::SecretDigest;
+use moka::sync::Cache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bounded, expiring cache of authenticated credentials.
+pub struct CheckCache {
+    entries: Cache<SecretDigest, Arc<Authenticated>>,
+    epoch: AtomicU64,
+}
+
+/// The epoch observed before a database read; hand it back to [`CheckCache::fill`].
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch(u64);
+
+impl CheckCache {
+    /// A cache of at most `capacity` credentials, each kept at most `ttl`. The TTL bounds
+    /// how long another replica's change can go unseen.
+    pub fn new(capacity: u64, ttl: Duration) -> Self {
+        Self {
+            entries: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .support_invalidation_closures()
+                .build(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached result for a credential digest.
+    pub fn get(&self, key: &SecretDigest) -> Option<Arc<Authenticated>> {
+        self.entries.get(key)
+    }
+
+    /// Call before reading the database for a fill.
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.epoch.load(Ordering::SeqCst))
+    }
+
+    /// Caches `value` unless an invalidation happened since `read_at`.
+    pub fn fill(&self, key: SecretDigest, value: Arc<Authenticated>, read_at: Epoch) {
+        self.entries.insert(key, value);
+        if self.epoch.load(Ordering::SeqCst) != read_at.0 {
+            self.entries.invalidate(&key);
+        }
+    }
+
+    /// Drops one credential.
+    pub fn invalidate(&self, key: &SecretDigest) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate(key);
+    }
+
+    /// Drops every credential of one principal.
+    pub fn invalidate_principal(&self, principal_id: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let id = principal_id.to_owned();
+        let by_predicate = self
+            .entries
+            .invalidate_entries_if(move |_, v| v.principal.id == id);
+        if by_predicate.is_err() {
+            // Unreachable with the builder above; dropping everything is the safe fallback.
+            self.entries.invalidate_all();
+        }
+    }
+
+    /// Drops everything, e.g. when a role's permissions change.
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries.invalidate_all();
+    }
+
+    /// Entries currently held (approximate; for metrics and tests).
+    pub fn len(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.entry_count()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::credentials::Scheme;
+    use crate::domain::principal::{CredentialKind, Principal, PrincipalKind};
+    use secrecy::SecretString;
+
+    fn entry(id: &str) -> Arc<Authenticated> {
+        Arc::new(Authenticated {
+            principal: Principal {
+                kind: PrincipalKind::User,
+                id: id.into(),
+                name: id.into(),
+                is_staff: false,
+                scheme: Scheme::Basic,
+                credential_kind: CredentialKind::ApiToken,
+                credential_id: String::new(),
+            },
+            permissions: Arc::default(),
+        })
+    }
+
+    fn key(s: &str) -> SecretDigest {
+        SecretDigest::of(&SecretString::from(s))
+    }
+
+    #[test]
+    fn fill_then_get() {
+        let cache = CheckCache::new(10, Duration::from_secs(60));
+        cache.fill(key("a"), entry("u1"), cache.epoch());
+        assert!(cache.get(&key("a")).is_some());
+        assert!(cache.get(&key("b")).is_none());
+    }
+
+    #[test]
+    fn a_fill_that_raced_an_invalidation_is_dropped() {
+        let cache = CheckCache::new(10, Duration::from_secs(60));
+        let before_read = cache.epoch();
+        cache.invalidate_principal("u1"); // a revoking change commits meanwhile
+        cache.fill(key("a"), entry("u1"), before_read);
+        assert!(cache.get(&key("a")).is_none());
+    }
+
+    #[test]
+    fn invalidate_principal_keeps_others() {
+        let cache = CheckCache::new(10, Duration::from_secs(60));
+        cache.fill(key("a"), entry("u1"), cache.epoch());
+        cache.fill(key("b"), entry("u2"), cache.epoch());
+        cache.invalidate_principal("u1");
+        assert!(cache.get(&key("a")).is_none());
+        assert!(cache.get(&key("b")).is_some());
+        cache.invalidate_all();
+        assert!(cache.get(&key("b")).is_none());
+    }
+}

@@ -1,0 +1,10 @@
+//! Use cases: authentication with its cache, checks, administration and bootstrap.
+//! Speaks domain types and [`ServiceError`]; the gRPC layer maps both to the wire.
+
+pub mod admin;
+pub mod authenticator;
+pub mod bootstrap;
+pub mod cache;
+pub mod error;
+
+pub use error::ServiceError;

@@ -1,0 +1,249 @@
+//! Storage: one [`Store`] trait, one implementation per backend.
+//!
+//! Both backends share their SQL (see [`sql`]); each module adds only what truly differs:
+//! connecting, migrations and how a write transaction begins. Every change is one
+//! transaction, so nothing the service has acknowledged is ever half-applied.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+
+use crate::domain::clock::UnixSeconds;
+use crate::domain::secret::SecretDigest;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in storage. The `Display` texts of the first three are safe to show
+/// callers; `Unavailable` and `Corrupt` are logged and answered generically.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The named thing already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The change is not allowed in the current state; the text says why.
+    #[error("{0}")]
+    Precondition(String),
+    /// The database could not be reached or refused the statement.
+    #[error("storage unavailable")]
+    Unavailable(#[from] sqlx::Error),
+    /// Stored data breaks an invariant (e.g. a digest of the wrong length).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// Migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user as the admin surface shows it. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable opaque id.
+    pub id: String,
+    /// Unique login name.
+    pub username: String,
+    /// Optional unique email, lower-cased.
+    pub email: Option<String>,
+    /// Staff (control-panel) user.
+    pub is_staff: bool,
+    /// False when disabled.
+    pub active: bool,
+    /// API access ticked.
+    pub api_access: bool,
+    /// Role names, sorted.
+    pub roles: Vec<String>,
+    /// Creation time.
+    pub created_at: UnixSeconds,
+    /// Last change.
+    pub updated_at: UnixSeconds,
+}
+
+/// A role and its permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRecord {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Permission strings, sorted.
+    pub permissions: Vec<String>,
+    /// Maintained by identityd itself.
+    pub builtin: bool,
+    /// Creation time.
+    pub created_at: UnixSeconds,
+}
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Validated username.
+    pub username: String,
+    /// Normalised email.
+    pub email: Option<String>,
+    /// Staff flag.
+    pub is_staff: bool,
+    /// Roles to give; each must exist.
+    pub roles: Vec<String>,
+}
+
+/// Changes to a user; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    /// `Some(None)` clears the email.
+    pub email: Option<Option<String>>,
+    /// New staff flag.
+    pub is_staff: Option<bool>,
+    /// New active flag. Disabling also deletes the API token.
+    pub active: Option<bool>,
+}
+
+/// The owner of an API token, as the check path needs it: one round trip.
+#[derive(Debug, Clone)]
+pub struct ApiTokenOwner {
+    /// User id.
+    pub user_id: String,
+    /// Username, to compare with the Basic user-id.
+    pub username: String,
+    /// Staff flag.
+    pub is_staff: bool,
+    /// Active flag.
+    pub active: bool,
+    /// API access flag.
+    pub api_access: bool,
+    /// The stored digest, compared again in constant time.
+    pub digest: SecretDigest,
+    /// Union of the permissions of the user's roles.
+    pub permissions: Vec<String>,
+}
+
+/// The built-in role created on first start, with what it must hold.
+#[derive(Debug, Clone)]
+pub struct BuiltinRole {
+    /// Role name.
+    pub name: &'static str,
+    /// Description.
+    pub description: &'static str,
+    /// Permissions it must hold.
+    pub permissions: Vec<String>,
+}
+
+/// Persistent state of identityd. Implementations must make every method that changes
+/// state a single transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// One cheap round trip: is the database reachable?
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates or refreshes a built-in role so it holds exactly `role.permissions`.
+    async fn ensure_builtin_role(&self, role: &BuiltinRole, now: UnixSeconds) -> StoreResult<()>;
+    /// On an empty database only: creates `user` (with its roles) holding API access with
+    /// `digest`. Returns false, changing nothing, when any user already exists.
+    async fn bootstrap_user(
+        &self,
+        user: &NewUser,
+        digest: &SecretDigest,
+        now: UnixSeconds,
+    ) -> StoreResult<bool>;
+
+    /// Creates a user.
+    async fn create_user(&self, user: &NewUser, now: UnixSeconds) -> StoreResult<UserRecord>;
+    /// Reads a user.
+    async fn get_user(&self, username: &str) -> StoreResult<UserRecord>;
+    /// Users with username greater than `after`, ordered by username, at most `limit`.
+    async fn list_users(&self, after: &str, limit: u32) -> StoreResult<Vec<UserRecord>>;
+    /// Changes a user.
+    async fn update_user(
+        &self,
+        username: &str,
+        patch: &UserPatch,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRecord>;
+    /// Deletes a user; returns the deleted user's id.
+    async fn delete_user(&self, username: &str) -> StoreResult<String>;
+
+    /// Turns API access on with a new token digest. Fails with `Precondition` when it is
+    /// already on or the user is disabled.
+    async fn enable_api_access(
+        &self,
+        username: &str,
+        digest: &SecretDigest,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRecord>;
+    /// Turns API access off and deletes the token digest. Idempotent.
+    async fn disable_api_access(&self, username: &str, now: UnixSeconds)
+    -> StoreResult<UserRecord>;
+    /// Replaces the token digest; the old digest is gone when this returns. Fails with
+    /// `Precondition` when API access is off or the user is disabled.
+    async fn replace_api_token(
+        &self,
+        username: &str,
+        digest: &SecretDigest,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRecord>;
+    /// The user holding the token with this digest, with their permissions.
+    async fn find_api_token(&self, digest: &SecretDigest) -> StoreResult<Option<ApiTokenOwner>>;
+
+    /// Gives a user a role (idempotent).
+    async fn assign_role(
+        &self,
+        username: &str,
+        role: &str,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRecord>;
+    /// Takes a role from a user (idempotent).
+    async fn unassign_role(
+        &self,
+        username: &str,
+        role: &str,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRecord>;
+
+    /// Creates a role.
+    async fn create_role(&self, role: &RoleRecord) -> StoreResult<RoleRecord>;
+    /// Reads a role.
+    async fn get_role(&self, name: &str) -> StoreResult<RoleRecord>;
+    /// All roles by name.
+    async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>>;
+    /// Replaces a non-built-in role's permissions.
+    async fn set_role_permissions(
+        &self,
+        name: &str,
+        permissions: &[String],
+    ) -> StoreResult<RoleRecord>;
+    /// Deletes a non-built-in role.
+    async fn delete_role(&self, name: &str) -> StoreResult<()>;
+}
+
+/// Connection settings common to both backends.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// Most connections held open.
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+/// Opens the store a database URL names: `sqlite:` or `postgres:` / `postgresql:`.
+pub async fn open(url: &str, settings: &PoolSettings) -> StoreResult<Arc<dyn Store>> {
+    match url.split_once(':').map(|(scheme, _)| scheme) {
+        Some("sqlite") => Ok(Arc::new(SqliteStore::connect(url, settings).await?)),
+        Some("postgres" | "postgresql") => {
+            Ok(Arc::new(PostgresStore::connect(url, settings).await?))
+        }
+        _ => Err(StoreError::Precondition(
+            "the database URL must start with sqlite: or postgres:".into(),
+        )),
+    }
+}

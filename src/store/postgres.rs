@@ -1,0 +1,43 @@
+//! The PostgreSQL backend: shared by many stateless replicas.
+
+use super::sql::{self, impl_sql_store};
+use super::{
+    ApiTokenOwner, BuiltinRole, NewUser, PoolSettings, RoleRecord, Store, StoreError, StoreResult,
+    UserPatch, UserRecord, rows,
+};
+use crate::domain::clock::UnixSeconds;
+use crate::domain::secret::SecretDigest;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::str::FromStr;
+
+/// [`Store`] on a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database a `postgres:` URL names.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("identityd");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Row locks and unique indexes serialise conflicting writers, so a plain
+    /// transaction is enough.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+impl_sql_store!(
+    PostgresStore,
+    Postgres,
+    sqlx::migrate!("migrations/postgres")
+);

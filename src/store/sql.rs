@@ -1,0 +1,523 @@
+//! The SQL both backends share.
+//!
+//! SQLite and PostgreSQL accept the same statements here (`$n` placeholders, `RETURNING`,
+//! `ON CONFLICT`), so the [`Store`](super::Store) implementation is written once, as a
+//! macro instantiated for each backend's concrete sqlx types. Queries are checked at run
+//! time, and the behaviour suite in `tests/` runs against both databases.
+//!
+//! A backend type using the macro must have a `pool` field and a `begin_write` method that
+//! starts a transaction able to write without upgrade deadlocks.
+
+/// True when `e` is a unique-constraint violation mentioning `column`.
+pub(super) fn violates_unique(e: &sqlx::Error, column: &str) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db.is_unique_violation() && db.message().contains(column),
+        _ => false,
+    }
+}
+
+pub(super) const USER_BY_NAME: &str = "\
+    SELECT u.id, u.username, u.email, u.is_staff, u.active, u.api_access, u.created_at, \
+           u.updated_at, ur.role_name \
+    FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id \
+    WHERE u.username = $1 ORDER BY ur.role_name";
+
+pub(super) const USERS_AFTER: &str = "\
+    SELECT u.id, u.username, u.email, u.is_staff, u.active, u.api_access, u.created_at, \
+           u.updated_at, ur.role_name \
+    FROM (SELECT * FROM users WHERE username > $1 ORDER BY username LIMIT $2) u \
+    LEFT JOIN user_roles ur ON ur.user_id = u.id \
+    ORDER BY u.username, ur.role_name";
+
+pub(super) const ROLE_BY_NAME: &str = "\
+    SELECT r.name, r.description, r.builtin, r.created_at, rp.permission \
+    FROM roles r LEFT JOIN role_permissions rp ON rp.role_name = r.name \
+    WHERE r.name = $1 ORDER BY rp.permission";
+
+pub(super) const ALL_ROLES: &str = "\
+    SELECT r.name, r.description, r.builtin, r.created_at, rp.permission \
+    FROM roles r LEFT JOIN role_permissions rp ON rp.role_name = r.name \
+    ORDER BY r.name, rp.permission";
+
+pub(super) const TOKEN_OWNER: &str = "\
+    SELECT u.id, u.username, u.is_staff, u.active, u.api_access, u.api_token_digest, \
+           rp.permission \
+    FROM users u \
+    LEFT JOIN user_roles ur ON ur.user_id = u.id \
+    LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
+    WHERE u.api_token_digest = $1";
+
+pub(super) const INSERT_USER: &str = "\
+    INSERT INTO users (id, username, email, is_staff, active, api_access, api_token_digest, \
+                       api_token_created_at, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $8)";
+
+pub(super) const UPDATE_USER: &str = "\
+    UPDATE users SET \
+        email = CASE WHEN $2 THEN $3 ELSE email END, \
+        is_staff = COALESCE($4, is_staff), \
+        active = COALESCE($5, active), \
+        api_token_digest = CASE WHEN $5 = FALSE THEN NULL ELSE api_token_digest END, \
+        api_token_created_at = CASE WHEN $5 = FALSE THEN NULL ELSE api_token_created_at END, \
+        updated_at = $6 \
+    WHERE username = $1";
+
+/// Implements [`Store`](super::Store) for `$store`, whose pool is a `sqlx::Pool<$db>`.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, $migrator:expr) => {
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        impl $store {
+            async fn fetch_user(conn: &mut Conn, username: &str) -> StoreResult<UserRecord> {
+                let rows = sqlx::query_as::<_, rows::UserRoleRow>(sql::USER_BY_NAME)
+                    .bind(username)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows::one(rows::users(rows), || format!("user '{username}'"))
+            }
+
+            async fn fetch_role(conn: &mut Conn, name: &str) -> StoreResult<RoleRecord> {
+                let rows = sqlx::query_as::<_, rows::RolePermissionRow>(sql::ROLE_BY_NAME)
+                    .bind(name)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                rows::one(rows::roles(rows), || format!("role '{name}'"))
+            }
+
+            /// Fails with `NotFound` unless the role exists; returns its built-in flag.
+            async fn role_builtin(conn: &mut Conn, name: &str) -> StoreResult<bool> {
+                sqlx::query_scalar::<_, bool>("SELECT builtin FROM roles WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("role '{name}'")))
+            }
+
+            /// Fails with `Precondition` when the role is built in.
+            async fn mutable_role(conn: &mut Conn, name: &str) -> StoreResult<()> {
+                if Self::role_builtin(conn, name).await? {
+                    return Err(StoreError::Precondition(format!(
+                        "role '{name}' is built in and cannot be changed"
+                    )));
+                }
+                Ok(())
+            }
+
+            async fn user_id(conn: &mut Conn, username: &str) -> StoreResult<String> {
+                sqlx::query_scalar::<_, String>("SELECT id FROM users WHERE username = $1")
+                    .bind(username)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))
+            }
+
+            async fn insert_user(
+                conn: &mut Conn,
+                user: &NewUser,
+                token: Option<&SecretDigest>,
+                now: UnixSeconds,
+            ) -> StoreResult<()> {
+                let id = uuid::Uuid::now_v7().to_string();
+                let inserted = sqlx::query(sql::INSERT_USER)
+                    .bind(&id)
+                    .bind(&user.username)
+                    .bind(&user.email)
+                    .bind(user.is_staff)
+                    .bind(token.is_some())
+                    .bind(token.map(|d| d.as_bytes().to_vec()))
+                    .bind(token.map(|_| now))
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await;
+                match inserted {
+                    Err(e) if sql::violates_unique(&e, "username") => {
+                        return Err(StoreError::AlreadyExists(format!(
+                            "user '{}'",
+                            user.username
+                        )));
+                    }
+                    Err(e) if sql::violates_unique(&e, "email") => {
+                        return Err(StoreError::AlreadyExists("a user with this email".into()));
+                    }
+                    other => other?,
+                };
+                for role in &user.roles {
+                    Self::role_builtin(conn, role).await?;
+                    sqlx::query(
+                        "INSERT INTO user_roles (user_id, role_name) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&id)
+                    .bind(role)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn insert_permissions(
+                conn: &mut Conn,
+                role: &str,
+                permissions: &[String],
+            ) -> StoreResult<()> {
+                for permission in permissions {
+                    sqlx::query(
+                        "INSERT INTO role_permissions (role_name, permission) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(role)
+                    .bind(permission)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Explains why a conditional update on API access touched no row.
+            async fn api_access_refusal(conn: &mut Conn, username: &str) -> StoreError {
+                match Self::fetch_user(conn, username).await {
+                    Err(e) => e,
+                    Ok(u) if !u.active => {
+                        StoreError::Precondition(format!("user '{username}' is disabled"))
+                    }
+                    Ok(u) if u.api_access => StoreError::Precondition(format!(
+                        "API access is already on for user '{username}'; \
+                         call RegenerateApiToken for a new token"
+                    )),
+                    Ok(_) => StoreError::Precondition(format!(
+                        "API access is off for user '{username}'; turn it on with SetApiAccess"
+                    )),
+                }
+            }
+
+            async fn set_user_role(
+                &self,
+                username: &str,
+                role: &str,
+                now: UnixSeconds,
+                assign: bool,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let id = Self::user_id(&mut tx, username).await?;
+                Self::role_builtin(&mut tx, role).await?;
+                let statement = if assign {
+                    "INSERT INTO user_roles (user_id, role_name) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING"
+                } else {
+                    "DELETE FROM user_roles WHERE user_id = $1 AND role_name = $2"
+                };
+                sqlx::query(statement)
+                    .bind(&id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Store for $store {
+            async fn migrate(&self) -> StoreResult<()> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ensure_builtin_role(
+                &self,
+                role: &BuiltinRole,
+                now: UnixSeconds,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "INSERT INTO roles (name, description, builtin, created_at) \
+                     VALUES ($1, $2, TRUE, $3) \
+                     ON CONFLICT (name) DO UPDATE SET description = $2, builtin = TRUE",
+                )
+                .bind(role.name)
+                .bind(role.description)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM role_permissions WHERE role_name = $1")
+                    .bind(role.name)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_permissions(&mut tx, role.name, &role.permissions).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn bootstrap_user(
+                &self,
+                user: &NewUser,
+                digest: &SecretDigest,
+                now: UnixSeconds,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if users > 0 {
+                    return Ok(false);
+                }
+                match Self::insert_user(&mut tx, user, Some(digest), now).await {
+                    // Another replica bootstrapped at the same moment.
+                    Err(StoreError::AlreadyExists(_)) => return Ok(false),
+                    other => other?,
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn create_user(
+                &self,
+                user: &NewUser,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                Self::insert_user(&mut tx, user, None, now).await?;
+                let created = Self::fetch_user(&mut tx, &user.username).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn get_user(&self, username: &str) -> StoreResult<UserRecord> {
+                let mut conn = self.pool.acquire().await?;
+                Self::fetch_user(&mut conn, username).await
+            }
+
+            async fn list_users(&self, after: &str, limit: u32) -> StoreResult<Vec<UserRecord>> {
+                let rows = sqlx::query_as::<_, rows::UserRoleRow>(sql::USERS_AFTER)
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows::users(rows))
+            }
+
+            async fn update_user(
+                &self,
+                username: &str,
+                patch: &UserPatch,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(sql::UPDATE_USER)
+                    .bind(username)
+                    .bind(patch.email.is_some())
+                    .bind(patch.email.clone().flatten())
+                    .bind(patch.is_staff)
+                    .bind(patch.active)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await;
+                let updated = match updated {
+                    Err(e) if sql::violates_unique(&e, "email") => {
+                        return Err(StoreError::AlreadyExists("a user with this email".into()));
+                    }
+                    other => other?,
+                };
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("user '{username}'")));
+                }
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn delete_user(&self, username: &str) -> StoreResult<String> {
+                let mut tx = self.begin_write().await?;
+                let id = sqlx::query_scalar::<_, String>(
+                    "DELETE FROM users WHERE username = $1 RETURNING id",
+                )
+                .bind(username)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn enable_api_access(
+                &self,
+                username: &str,
+                digest: &SecretDigest,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE users SET api_access = TRUE, api_token_digest = $2, \
+                         api_token_created_at = $3, updated_at = $3 \
+                     WHERE username = $1 AND api_access = FALSE AND active = TRUE",
+                )
+                .bind(username)
+                .bind(digest.as_bytes())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(Self::api_access_refusal(&mut tx, username).await);
+                }
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn disable_api_access(
+                &self,
+                username: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE users SET api_access = FALSE, api_token_digest = NULL, \
+                         api_token_created_at = NULL, updated_at = $2 \
+                     WHERE username = $1",
+                )
+                .bind(username)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("user '{username}'")));
+                }
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn replace_api_token(
+                &self,
+                username: &str,
+                digest: &SecretDigest,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE users SET api_token_digest = $2, api_token_created_at = $3, \
+                         updated_at = $3 \
+                     WHERE username = $1 AND api_access = TRUE AND active = TRUE",
+                )
+                .bind(username)
+                .bind(digest.as_bytes())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(Self::api_access_refusal(&mut tx, username).await);
+                }
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
+            }
+
+            async fn find_api_token(
+                &self,
+                digest: &SecretDigest,
+            ) -> StoreResult<Option<ApiTokenOwner>> {
+                let rows = sqlx::query_as::<_, rows::TokenOwnerRow>(sql::TOKEN_OWNER)
+                    .bind(digest.as_bytes())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows::token_owner(rows)
+            }
+
+            async fn assign_role(
+                &self,
+                username: &str,
+                role: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                self.set_user_role(username, role, now, true).await
+            }
+
+            async fn unassign_role(
+                &self,
+                username: &str,
+                role: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                self.set_user_role(username, role, now, false).await
+            }
+
+            async fn create_role(&self, role: &RoleRecord) -> StoreResult<RoleRecord> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO roles (name, description, builtin, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&role.name)
+                .bind(&role.description)
+                .bind(role.builtin)
+                .bind(role.created_at)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    // The primary key is the name; its constraint is not named after the column.
+                    Err(e) if sql::violates_unique(&e, "") => {
+                        return Err(StoreError::AlreadyExists(format!("role '{}'", role.name)));
+                    }
+                    other => other?,
+                };
+                Self::insert_permissions(&mut tx, &role.name, &role.permissions).await?;
+                let created = Self::fetch_role(&mut tx, &role.name).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn get_role(&self, name: &str) -> StoreResult<RoleRecord> {
+                let mut conn = self.pool.acquire().await?;
+                Self::fetch_role(&mut conn, name).await
+            }
+
+            async fn list_roles(&self) -> StoreResult<Vec<RoleRecord>> {
+                let rows = sqlx::query_as::<_, rows::RolePermissionRow>(sql::ALL_ROLES)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows::roles(rows))
+            }
+
+            async fn set_role_permissions(
+                &self,
+                name: &str,
+                permissions: &[String],
+            ) -> StoreResult<RoleRecord> {
+                let mut tx = self.begin_write().await?;
+                Self::mutable_role(&mut tx, name).await?;
+                sqlx::query("DELETE FROM role_permissions WHERE role_name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_permissions(&mut tx, name, permissions).await?;
+                let role = Self::fetch_role(&mut tx, name).await?;
+                tx.commit().await?;
+                Ok(role)
+            }
+
+            async fn delete_role(&self, name: &str) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                Self::mutable_role(&mut tx, name).await?;
+                sqlx::query("DELETE FROM roles WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use impl_sql_store;

@@ -1,0 +1,50 @@
+//! The embedded SQLite backend: one file, zero set-up.
+
+use super::sql::{self, impl_sql_store};
+use super::{
+    ApiTokenOwner, BuiltinRole, NewUser, PoolSettings, RoleRecord, Store, StoreError, StoreResult,
+    UserPatch, UserRecord, rows,
+};
+use crate::domain::clock::UnixSeconds;
+use crate::domain::secret::SecretDigest;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// [`Store`] on a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database a `sqlite:` URL names.
+    pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            // WAL lets checks read while an admin change writes; NORMAL is durable in WAL
+            // across process crashes (an OS crash can lose the last commits).
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// Takes the write lock up front: a deferred transaction that reads and then writes
+    /// can fail with SQLITE_BUSY instead of waiting.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
