@@ -6,6 +6,10 @@ use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &["identity/v1/identity.proto", "identity/v1/admin.proto"];
 
+/// Only described through reflection (so grpcurl can show error details); the Rust types
+/// come from tonic-types.
+const REFLECTION_ONLY: &[&str] = &["google/rpc/error_details.proto"];
+
 /// Messages that carry secrets: no derived `Debug`; `src/api/redact.rs` writes one that
 /// hides them, so a stray `{:?}` can never log a credential.
 const SECRET_BEARING: &[&str] = &[
@@ -21,10 +25,14 @@ const SECRET_BEARING: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let fds = protox::compile(PROTOS, ["proto"])?;
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     // `compile_fds` ignores `file_descriptor_set_path`, so the set is written here.
-    fs::write(out_dir.join("identity_descriptor.bin"), fds.encode_to_vec())?;
+    let described = protox::compile(PROTOS.iter().chain(REFLECTION_ONLY), ["proto"])?;
+    fs::write(
+        out_dir.join("identity_descriptor.bin"),
+        described.encode_to_vec(),
+    )?;
+    let fds = protox::compile(PROTOS, ["proto"])?;
     tonic_prost_build::configure()
         .skip_debug(SECRET_BEARING.iter().copied())
         .compile_fds(fds)?;

@@ -25,6 +25,9 @@ use tonic_health::server::HealthReporter;
 /// How often health re-checks that storage is reachable.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Services reported by `grpc.health.v1`; "" stands for the whole server.
+const HEALTH_SERVICES: [&str; 3] = ["", "identity.v1.Identity", "identity.v1.Admin"];
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -45,6 +48,7 @@ pub enum ServerError {
 /// A server with storage migrated and bootstrapped, ready to serve.
 pub struct Prepared {
     store: Arc<dyn Store>,
+    cache: Arc<CheckCache>,
     authenticator: Arc<Authenticator>,
     admin: Arc<AdminService>,
     realm: String,
@@ -73,12 +77,13 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     let authenticator = Arc::new(Authenticator::new(store.clone(), cache.clone()));
     let admin = Arc::new(AdminService::new(
         store.clone(),
-        cache,
+        cache.clone(),
         clock,
         authenticator.clone(),
     ));
     Ok(Prepared {
         store,
+        cache,
         authenticator,
         admin,
         realm: config.realm.clone(),
@@ -87,6 +92,11 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
 }
 
 impl Prepared {
+    /// The check cache, for observing hit rates.
+    pub fn cache(&self) -> Arc<CheckCache> {
+        self.cache.clone()
+    }
+
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
     pub async fn serve(
         self,
@@ -97,6 +107,12 @@ impl Prepared {
         // v1alpha too: older grpcurl releases only speak that.
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
+        // Known to health from the first call, NOT_SERVING until storage answers.
+        for service in HEALTH_SERVICES {
+            health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
         let watcher = tokio::spawn(watch_storage(self.store.clone(), health));
 
         let identity = IdentityApi::new(self.authenticator, self.admin.clone(), self.realm);
@@ -122,7 +138,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
 
 /// Reports SERVING only while storage answers, so probes route traffic away otherwise.
 async fn watch_storage(store: Arc<dyn Store>, health: HealthReporter) {
-    let services = ["", "identity.v1.Identity", "identity.v1.Admin"];
     let mut last = None;
     loop {
         let status = match store.ping().await {
@@ -133,7 +148,7 @@ async fn watch_storage(store: Arc<dyn Store>, health: HealthReporter) {
             }
         };
         if last != Some(status) {
-            for service in services {
+            for service in HEALTH_SERVICES {
                 health.set_service_status(service, status).await;
             }
             last = Some(status);

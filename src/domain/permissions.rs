@@ -18,17 +18,23 @@ pub struct Permission {
     action: String,
 }
 
-/// Why a permission string was refused.
+/// Why a permission string was refused. Echoes at most a bounded prefix of the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "permission {0:?} is not of the form resource:action (lower-case letters, digits and _; action may be *)"
-)]
-pub struct InvalidPermission(pub String);
+pub enum InvalidPermission {
+    /// Not `resource:action`.
+    #[error(
+        "permission {0:?} is not of the form resource:action (lower-case letters, digits and _; action may be *)"
+    )]
+    Malformed(String),
+    /// A wildcard where a concrete action is needed.
+    #[error("permission {0:?} is a wildcard; a check must name concrete actions")]
+    Wildcard(String),
+}
 
 impl Permission {
     /// Parses `resource:action`.
     pub fn parse(s: &str) -> Result<Self, InvalidPermission> {
-        let invalid = || InvalidPermission(truncate(s));
+        let invalid = || InvalidPermission::Malformed(truncate(s));
         let (resource, action) = s.split_once(':').ok_or_else(invalid)?;
         if !is_name(resource) || !(action == ANY_ACTION || is_name(action)) {
             return Err(invalid());
@@ -43,7 +49,7 @@ impl Permission {
     pub fn parse_required(s: &str) -> Result<Self, InvalidPermission> {
         let p = Self::parse(s)?;
         if p.is_wildcard() {
-            return Err(InvalidPermission(truncate(s)));
+            return Err(InvalidPermission::Wildcard(truncate(s)));
         }
         Ok(p)
     }

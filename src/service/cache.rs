@@ -19,6 +19,17 @@ use std::time::Duration;
 pub struct CheckCache {
     entries: Cache<SecretDigest, Arc<Authenticated>>,
     epoch: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hit and miss counts since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups answered from memory.
+    pub hits: u64,
+    /// Lookups that went to the database.
+    pub misses: u64,
 }
 
 /// The epoch observed before a database read; hand it back to [`CheckCache::fill`].
@@ -36,12 +47,29 @@ impl CheckCache {
                 .support_invalidation_closures()
                 .build(),
             epoch: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
     /// The cached result for a credential digest.
     pub fn get(&self, key: &SecretDigest) -> Option<Arc<Authenticated>> {
-        self.entries.get(key)
+        let found = self.entries.get(key);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Hits and misses so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
     }
 
     /// Call before reading the database for a fill.

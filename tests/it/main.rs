@@ -1,0 +1,13 @@
+//! identityd's integration tests: one binary (one link) with a module per area. Each test
+//! starts the real server in-process over a fresh database; behaviour tests run on both
+//! SQLite and PostgreSQL.
+
+// Tests fail by panicking; the crate-wide bans are for production code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod basic_auth;
+mod headers;
+mod operations;
+mod readme;
+mod support;

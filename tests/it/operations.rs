@@ -1,0 +1,172 @@
+//! Operating the service: health, bootstrap, fail-closed on storage outage, load generator.
+
+use crate::on_both_backends;
+use crate::support::*;
+use identityd::api::pb;
+use identityd::config::ServeConfig;
+use identityd::domain::clock::SystemClock;
+use identityd::loadgen::{LoadRpc, LoadgenConfig};
+use identityd::server;
+use sqlx::Connection;
+use std::sync::Arc;
+use tonic::Code;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+async fn health_reports_serving(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let channel = tonic::transport::Channel::from_shared(server.url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    for service in ["", "identity.v1.Identity", "identity.v1.Admin"] {
+        let mut status = ServingStatus::Unknown;
+        // The storage watcher reports within moments of start.
+        for _ in 0..50 {
+            let resp = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .expect("health")
+                .into_inner();
+            status = resp.status();
+            if status == ServingStatus::Serving {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, ServingStatus::Serving, "{service:?}");
+    }
+    server.stop().await;
+}
+
+/// Bootstrap happens once: a second start on the same database creates nothing.
+async fn bootstrap_only_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let config = ServeConfig::for_url(&server.db.url).expect("config");
+    let again = server::prepare(&config, Arc::new(SystemClock))
+        .await
+        .expect("second prepare");
+    assert!(again.bootstrap.is_none());
+    // The first admin's token still works.
+    assert_verdict(
+        &server.check(&server.admin_auth, &["users:write"]).await,
+        200,
+        "ok",
+    );
+    server.stop().await;
+}
+
+async fn load_generator_reports(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let auth = server
+        .user_with_role("loader", "reader", &["orders:read"])
+        .await;
+    let mut config = LoadgenConfig {
+        target: server.url(),
+        rpc: LoadRpc::Check,
+        authorization: auth,
+        permissions: vec!["orders:read".into()],
+        concurrency: 4,
+        connections: 2,
+        duration_secs: 1,
+    };
+    let report = identityd::loadgen::drive(&config).await.expect("drive");
+    assert!(
+        report.ok > 0 && report.allowed == report.ok && report.errors == 0,
+        "{report}"
+    );
+    assert!(
+        report.p50 <= report.p99 && report.p99 <= report.max,
+        "{report}"
+    );
+    config.rpc = LoadRpc::Health;
+    let baseline = identityd::loadgen::drive(&config)
+        .await
+        .expect("drive health");
+    assert!(baseline.ok > 0 && baseline.errors == 0, "{baseline}");
+    config.target = "http://192.0.2.1:50051".into();
+    assert!(
+        identityd::loadgen::drive(&config).await.is_err(),
+        "non-loopback targets are refused"
+    );
+    server.stop().await;
+}
+
+on_both_backends!(
+    health_reports_serving,
+    bootstrap_only_once,
+    load_generator_reports
+);
+
+/// With the database gone, cold credentials get UNAVAILABLE (never an allow), warm ones
+/// are still answered from memory, and service resumes when the database returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_fails_closed() {
+    let server = TestServer::start_with(Backend::Postgres, |c| {
+        c.database.db_acquire_timeout_secs = 1
+    })
+    .await;
+    let warm = server
+        .user_with_role("warm", "reader", &["orders:read"])
+        .await;
+    let cold = server.user_with_roles("cold", &["reader"], false).await;
+    assert_verdict(&server.check(&warm, &["orders:read"]).await, 200, "ok");
+
+    let db_name = server.db.url.rsplit('/').next().expect("name").to_owned();
+    let mut pg = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("pg");
+    let set_connections = |allow: bool| {
+        sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {db_name} ALLOW_CONNECTIONS {allow}"
+        ))
+    };
+    sqlx::query(set_connections(false))
+        .execute(&mut pg)
+        .await
+        .expect("block");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&db_name)
+        .execute(&mut pg)
+        .await
+        .expect("terminate");
+
+    let mut identity = server.identity().await;
+    let request = |auth: &str| pb::CheckPermissionRequest {
+        authorization: auth.into(),
+        permissions: vec!["orders:read".into()],
+        ..Default::default()
+    };
+    let status = identity
+        .check_permission(request(&cold))
+        .await
+        .expect_err("cold check must fail closed");
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        !status.message().contains("sqlx") && !status.message().contains(&db_name),
+        "{}",
+        status.message()
+    );
+    assert_verdict(&server.check(&warm, &["orders:read"]).await, 200, "ok");
+    assert_status(
+        server
+            .admin()
+            .await
+            .list_users(as_admin(&server, pb::ListUsersRequest::default()))
+            .await,
+        Code::Unavailable,
+        "retry",
+    );
+
+    sqlx::query(set_connections(true))
+        .execute(&mut pg)
+        .await
+        .expect("unblock");
+    assert_verdict(&server.check(&cold, &["orders:read"]).await, 200, "ok");
+    server.stop().await;
+}

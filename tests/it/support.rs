@@ -1,0 +1,337 @@
+//! Test support: a real server per test, in-process on `127.0.0.1:0`, over a fresh
+//! database of either backend, and small helpers to talk to it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use identityd::api::pb::{
+    self, CheckPermissionResponse, admin_client::AdminClient, identity_client::IdentityClient,
+};
+use identityd::config::ServeConfig;
+use identityd::domain::clock::ManualClock;
+use identityd::server;
+use identityd::service::cache::CheckCache;
+use secrecy::ExposeSecret;
+use sqlx::Connection;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+/// The database backends every behaviour test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where the PostgreSQL tests create their throw-away databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("IDENTITYD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty database; dropped (PostgreSQL) or deleted (SQLite) with the guard.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("identityd.db").display());
+                Self {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let name = format!("identityd_t_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL must be reachable for the PostgreSQL tests (IDENTITYD_TEST_POSTGRES_URL)");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').expect("URL with a database").0;
+                Self {
+                    url: format!("{base}/{name}"),
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        // Async work cannot run in Drop; a short-lived runtime on its own thread can.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+            .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
+
+/// A running server and the bootstrap admin's `authorization` value.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub admin_auth: String,
+    pub cache: Arc<CheckCache>,
+    pub clock: ManualClock,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `tweak` has adjusted the default test configuration.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut config = ServeConfig::for_url(&db.url).expect("config");
+        tweak(&mut config);
+        let clock = ManualClock::at(1_800_000_000);
+        let mut prepared = server::prepare(&config, Arc::new(clock.clone()))
+            .await
+            .expect("prepare");
+        let creds = prepared
+            .bootstrap
+            .take()
+            .expect("bootstrap admin on an empty database");
+        let admin_auth = basic(&creds.username, creds.api_token.expose_secret());
+        let cache = prepared.cache();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            prepared
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            addr,
+            admin_auth,
+            cache,
+            clock,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    pub async fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel().await)
+    }
+
+    pub async fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel().await)
+    }
+
+    /// Stops the server, waiting for in-flight calls to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+
+    /// Creates a role, a user holding it, turns API access on and returns the user's
+    /// Basic `authorization` value.
+    pub async fn user_with_role(&self, username: &str, role: &str, permissions: &[&str]) -> String {
+        let mut admin = self.admin().await;
+        let perms = permissions.iter().map(|p| p.to_string()).collect();
+        admin
+            .create_role(as_admin(
+                self,
+                pb::CreateRoleRequest {
+                    name: role.into(),
+                    description: String::new(),
+                    permissions: perms,
+                },
+            ))
+            .await
+            .expect("create role");
+        self.user_with_roles(username, &[role], false).await
+    }
+
+    /// Creates a user with existing roles and API access; returns its Basic value.
+    pub async fn user_with_roles(&self, username: &str, roles: &[&str], is_staff: bool) -> String {
+        let mut admin = self.admin().await;
+        admin
+            .create_user(as_admin(
+                self,
+                pb::CreateUserRequest {
+                    username: username.into(),
+                    email: String::new(),
+                    is_staff,
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                },
+            ))
+            .await
+            .expect("create user");
+        let token = admin
+            .set_api_access(as_admin(
+                self,
+                pb::SetApiAccessRequest {
+                    username: username.into(),
+                    enabled: true,
+                },
+            ))
+            .await
+            .expect("API access on")
+            .into_inner()
+            .api_token;
+        basic(username, &token)
+    }
+
+    /// CheckPermission with one credential and some permissions.
+    pub async fn check(
+        &self,
+        authorization: &str,
+        permissions: &[&str],
+    ) -> CheckPermissionResponse {
+        self.identity()
+            .await
+            .check_permission(pb::CheckPermissionRequest {
+                authorization: authorization.into(),
+                permissions: permissions.iter().map(|p| p.to_string()).collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("CheckPermission answers denials in the body")
+            .into_inner()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// `Basic base64(user:token)`.
+pub fn basic(user: &str, token: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{token}")))
+}
+
+/// A request carrying `authorization` metadata.
+pub fn authed<T>(authorization: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        authorization.parse().expect("ASCII metadata"),
+    );
+    request
+}
+
+/// A request carrying the bootstrap admin's credentials.
+pub fn as_admin<T>(server: &TestServer, message: T) -> Request<T> {
+    authed(&server.admin_auth, message)
+}
+
+/// Asserts a gRPC error's code and that its message contains `needle`.
+#[track_caller]
+pub fn assert_status<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    code: Code,
+    needle: &str,
+) {
+    match result {
+        Ok(v) => panic!("expected {code:?}, got Ok({v:?})"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "message: {}", s.message());
+            assert!(
+                s.message().contains(needle),
+                "{:?} does not contain {needle:?}",
+                s.message()
+            );
+        }
+    }
+}
+
+/// Asserts verdict, HTTP status and reason of a check.
+#[track_caller]
+pub fn assert_verdict(resp: &CheckPermissionResponse, status: u32, reason: &str) {
+    assert_eq!(
+        (resp.http_status, resp.reason.as_str()),
+        (status, reason),
+        "{resp:?}"
+    );
+    let verdict = match status {
+        200 => pb::Verdict::Allow,
+        401 => pb::Verdict::Unauthenticated,
+        _ => pb::Verdict::Forbidden,
+    };
+    assert_eq!(resp.verdict, i32::from(verdict), "{resp:?}");
+}
+
+/// Instantiates async behaviour tests `fn(Backend)` once per backend, in modules
+/// `sqlite` and `postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
