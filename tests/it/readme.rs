@@ -1,1 +1,290 @@
-//! Placeholder replaced below.
+//! The README walkthrough, run for real: the `identityd` binary on a fresh database, the
+//! real `grpcurl` and `jq`, and the README's own commands.
+//!
+//! Every ```sh block between `<!-- walkthrough:start -->` and `<!-- walkthrough:end -->`
+//! runs in order in one bash session. A ```json block right after it must be a subset of
+//! the block's last JSON output; a ```text block's lines must all appear in its output.
+//! The test also checks that the server's debug log never contains a secret.
+
+use crate::support::{Backend, TestDb};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+const README: &str = include_str!("../../README.md");
+const ADDRESS_IN_README: &str = "localhost:50051";
+
+/// One runnable step of the walkthrough.
+#[derive(Debug)]
+struct Step {
+    script: String,
+    expect: Option<(String, String)>,
+}
+
+fn walkthrough() -> Vec<Step> {
+    let start = README
+        .find("<!-- walkthrough:start -->")
+        .expect("walkthrough start marker");
+    let end = README
+        .find("<!-- walkthrough:end -->")
+        .expect("walkthrough end marker");
+    let mut steps: Vec<Step> = Vec::new();
+    let mut lines = README[start..end].lines();
+    while let Some(line) = lines.next() {
+        let Some(lang) = line.strip_prefix("```").filter(|l| !l.is_empty()) else {
+            continue;
+        };
+        let body: Vec<&str> = lines
+            .by_ref()
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        let body = body.join("\n");
+        match lang {
+            "sh" => steps.push(Step {
+                script: body,
+                expect: None,
+            }),
+            "json" | "text" => {
+                let step = steps.last_mut().expect("an expectation follows a command");
+                step.expect = Some((lang.to_owned(), body));
+            }
+            _ => {}
+        }
+    }
+    steps
+}
+
+/// True when every field of `expected` appears in `actual` with a matching value.
+fn json_subset(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|av| json_subset(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(ev, av)| json_subset(ev, av))
+        }
+        _ => expected == actual,
+    }
+}
+
+/// The last top-level JSON value in grpcurl's output.
+fn last_json(output: &str) -> Option<Value> {
+    let start = output
+        .rfind("\n{")
+        .map(|i| i + 1)
+        .or_else(|| output.find('{'))?;
+    serde_json::from_str(&output[start..]).ok()
+}
+
+/// The real binary, serving on an ephemeral port; its stderr is collected.
+struct RunningBinary {
+    child: Child,
+    address: String,
+    admin_header: String,
+    secrets: Vec<String>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningBinary {
+    fn start(database_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                database_url,
+            ])
+            .env("IDENTITYD_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start identityd");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut secrets = Vec::new();
+        let mut admin_header = String::new();
+        for line in stdout.lines() {
+            let line = line.expect("stdout line");
+            if let Some(token) = line.trim().strip_prefix("api_token:") {
+                secrets.push(token.trim().to_owned());
+            }
+            if let Some(header) = line.trim().strip_prefix("header:") {
+                admin_header = header.trim().to_owned();
+                break;
+            }
+        }
+        assert!(
+            admin_header.starts_with("authorization: Basic "),
+            "bootstrap credentials printed"
+        );
+        secrets.push(
+            admin_header
+                .trim_start_matches("authorization: Basic ")
+                .to_owned(),
+        );
+
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut address = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).expect("stderr line") > 0 {
+            log.lock().expect("log").push_str(&line);
+            if let Some(rest) = line.split("address=").nth(1) {
+                address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                break;
+            }
+            line.clear();
+        }
+        assert!(!address.is_empty(), "serving address logged");
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            sink.lock().expect("log").push_str(&rest);
+        });
+        Self {
+            child,
+            address,
+            admin_header,
+            secrets,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Stops the server and returns everything it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn require_tool(name: &str) {
+    let found = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(name)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} must be on PATH for the README walkthrough (.ci/run installs it)"
+    );
+}
+
+fn run_walkthrough(backend: Backend) {
+    require_tool("grpcurl");
+    require_tool("jq");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(TestDb::new(backend));
+    let server = RunningBinary::start(&db.url);
+    let steps = walkthrough();
+    assert!(steps.len() >= 8, "walkthrough has its steps");
+
+    // One bash session: variables set by one step are seen by the next.
+    let separator = "__IDENTITYD_STEP__";
+    let mut script = String::from("set -euo pipefail\n");
+    for step in &steps {
+        script.push_str(&step.script.replace(ADDRESS_IN_README, &server.address));
+        script.push_str(&format!("\necho {separator}\n"));
+    }
+    // Finally, print the credentials the walkthrough held, to check the log against them.
+    script.push_str(
+        "printf 'secret:%s\\n' \"${T1:-}\" \"${T2:-}\" \"${ALICE1:-}\" \"${ALICE2:-}\"\n",
+    );
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("ADMIN", &server.admin_header)
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walkthrough failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outputs: Vec<&str> = stdout.split(&format!("{separator}\n")).collect();
+    for (i, step) in steps.iter().enumerate() {
+        let Some((kind, expected)) = &step.expect else {
+            continue;
+        };
+        let out = outputs[i];
+        if kind == "json" {
+            let expected: Value = serde_json::from_str(expected).expect("README json block parses");
+            let actual =
+                last_json(out).unwrap_or_else(|| panic!("step {i} printed no JSON:\n{out}"));
+            assert!(
+                json_subset(&expected, &actual),
+                "step {i}:\n{}\nexpected ⊆\n{expected:#}\ngot\n{actual:#}",
+                step.script
+            );
+        } else {
+            for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+                assert!(
+                    out.contains(line.trim()),
+                    "step {i}: {line:?} not in\n{out}"
+                );
+            }
+        }
+    }
+
+    // Every token the walkthrough saw, and the bootstrap secrets, stay out of the log.
+    let mut secrets = server.secrets.clone();
+    secrets.extend(
+        stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("secret:"))
+            .map(|s| s.trim_start_matches("Basic ").to_owned()),
+    );
+    assert!(
+        secrets.iter().filter(|s| !s.is_empty()).count() >= 6,
+        "{secrets:?}"
+    );
+    let log = server.stop();
+    assert!(log.contains("checked"), "debug log was captured");
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    }
+}
+
+#[test]
+fn readme_walkthrough_sqlite() {
+    run_walkthrough(Backend::Sqlite);
+}
+
+#[test]
+fn readme_walkthrough_postgres() {
+    run_walkthrough(Backend::Postgres);
+}
+
+#[test]
+fn subset_matching_can_fail() {
+    let actual: Value = serde_json::json!({"a": 1, "b": {"c": [1, 2]}});
+    assert!(json_subset(
+        &serde_json::json!({"b": {"c": [1, 2]}}),
+        &actual
+    ));
+    assert!(!json_subset(&serde_json::json!({"b": {"c": [1]}}), &actual));
+    assert!(!json_subset(&serde_json::json!({"a": 2}), &actual));
+    assert!(!json_subset(&serde_json::json!({"z": 1}), &actual));
+}
