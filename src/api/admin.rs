@@ -139,7 +139,10 @@ impl admin_server::Admin for AdminApi {
     async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::User> {
         let caller = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
-        let user = self.service.assign_role(&r.username, &r.role).await?;
+        let user = self
+            .service
+            .set_user_role(&r.username, &r.role, true)
+            .await?;
         audit(&caller, "assign_role", &user.id);
         Ok(Response::new(user.into()))
     }
@@ -148,7 +151,10 @@ impl admin_server::Admin for AdminApi {
     async fn unassign_role(&self, request: Request<pb::UnassignRoleRequest>) -> Reply<pb::User> {
         let caller = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
-        let user = self.service.unassign_role(&r.username, &r.role).await?;
+        let user = self
+            .service
+            .set_user_role(&r.username, &r.role, false)
+            .await?;
         audit(&caller, "unassign_role", &user.id);
         Ok(Response::new(user.into()))
     }

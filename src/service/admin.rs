@@ -226,35 +226,22 @@ impl AdminService {
         Ok((user, token))
     }
 
-    /// Gives a user a role.
-    pub async fn assign_role(
+    /// Gives a user a role (`assign`) or takes it away.
+    pub async fn set_user_role(
         &self,
         username: &str,
         role: &str,
+        assign: bool,
     ) -> Result<UserRecord, ServiceError> {
         check_username(username)?;
         check_role_name("role", role)?;
-        let user = self
-            .store
-            .assign_role(username, role, self.clock.now())
-            .await?;
-        // Not a narrowing, but cached entries would hide the new permissions until expiry.
-        self.cache.invalidate_principal(&user.id);
-        Ok(user)
-    }
-
-    /// Takes a role from a user.
-    pub async fn unassign_role(
-        &self,
-        username: &str,
-        role: &str,
-    ) -> Result<UserRecord, ServiceError> {
-        check_username(username)?;
-        check_role_name("role", role)?;
-        let user = self
-            .store
-            .unassign_role(username, role, self.clock.now())
-            .await?;
+        let now = self.clock.now();
+        let user = if assign {
+            self.store.assign_role(username, role, now).await?
+        } else {
+            self.store.unassign_role(username, role, now).await?
+        };
+        // Taking a role narrows; giving one must not stay hidden behind the cache.
         self.cache.invalidate_principal(&user.id);
         Ok(user)
     }

@@ -62,6 +62,18 @@ pub(super) const UPDATE_USER: &str = "\
         updated_at = $6 \
     WHERE username = $1";
 
+/// Turns API access on with a token; only for an active user whose access is off.
+pub(super) const ENABLE_API_ACCESS: &str = "\
+    UPDATE users SET api_access = TRUE, api_token_digest = $2, api_token_created_at = $3, \
+                     updated_at = $3 \
+    WHERE username = $1 AND api_access = FALSE AND active = TRUE";
+
+/// Replaces the token; only for an active user whose access is on. The old digest is
+/// overwritten in the same statement, so the old token is gone at commit.
+pub(super) const REPLACE_API_TOKEN: &str = "\
+    UPDATE users SET api_token_digest = $2, api_token_created_at = $3, updated_at = $3 \
+    WHERE username = $1 AND api_access = TRUE AND active = TRUE";
+
 /// Implements [`Store`](super::Store) for `$store`, whose pool is a `sqlx::Pool<$db>`.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $migrator:expr) => {
@@ -188,6 +200,30 @@ macro_rules! impl_sql_store {
                         "API access is off for user '{username}'; turn it on with SetApiAccess"
                     )),
                 }
+            }
+
+            /// Runs `statement` (binding username, digest, now), which sets the token
+            /// only when the user's state allows it, and explains a refusal.
+            async fn set_api_token(
+                &self,
+                statement: &'static str,
+                username: &str,
+                digest: &SecretDigest,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRecord> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(statement)
+                    .bind(username)
+                    .bind(digest.as_bytes())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(Self::api_access_refusal(&mut tx, username).await);
+                }
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn set_user_role(
@@ -356,23 +392,8 @@ macro_rules! impl_sql_store {
                 digest: &SecretDigest,
                 now: UnixSeconds,
             ) -> StoreResult<UserRecord> {
-                let mut tx = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE users SET api_access = TRUE, api_token_digest = $2, \
-                         api_token_created_at = $3, updated_at = $3 \
-                     WHERE username = $1 AND api_access = FALSE AND active = TRUE",
-                )
-                .bind(username)
-                .bind(digest.as_bytes())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(Self::api_access_refusal(&mut tx, username).await);
-                }
-                let user = Self::fetch_user(&mut tx, username).await?;
-                tx.commit().await?;
-                Ok(user)
+                self.set_api_token(sql::ENABLE_API_ACCESS, username, digest, now)
+                    .await
             }
 
             async fn disable_api_access(
@@ -404,23 +425,8 @@ macro_rules! impl_sql_store {
                 digest: &SecretDigest,
                 now: UnixSeconds,
             ) -> StoreResult<UserRecord> {
-                let mut tx = self.begin_write().await?;
-                let updated = sqlx::query(
-                    "UPDATE users SET api_token_digest = $2, api_token_created_at = $3, \
-                         updated_at = $3 \
-                     WHERE username = $1 AND api_access = TRUE AND active = TRUE",
-                )
-                .bind(username)
-                .bind(digest.as_bytes())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if updated.rows_affected() == 0 {
-                    return Err(Self::api_access_refusal(&mut tx, username).await);
-                }
-                let user = Self::fetch_user(&mut tx, username).await?;
-                tx.commit().await?;
-                Ok(user)
+                self.set_api_token(sql::REPLACE_API_TOKEN, username, digest, now)
+                    .await
             }
 
             async fn find_api_token(
