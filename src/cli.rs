@@ -43,36 +43,27 @@ pub async fn dispatch(command: Command) -> Result<(), Box<dyn std::error::Error>
 }
 
 async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    server::run(&config, Arc::new(SystemClock), listener, shutdown_signal()).await?;
+    server::run(&config, Arc::new(SystemClock), listener, shutdown).await?;
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// A future resolving on Ctrl-C or SIGTERM. The handlers are installed now, before the
+/// server starts, so an early signal still shuts down gracefully.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down: draining in-flight calls");
+        tracing::info!("shutting down: draining in-flight calls");
+    })
 }
 
 /// Opens and migrates the database.

@@ -7,6 +7,8 @@
 
 mod admin;
 mod basic_auth;
+mod binary;
+mod cli;
 mod headers;
 mod operations;
 mod readme;

@@ -6,11 +6,10 @@
 //! the block's last JSON output; a ```text block's lines must all appear in its output.
 //! The test also checks that the server's debug log never contains a secret.
 
+use crate::binary::RunningBinary;
 use crate::support::{Backend, TestDb};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
 const README: &str = include_str!("../../README.md");
 const ADDRESS_IN_README: &str = "localhost:50051";
@@ -77,105 +76,6 @@ fn last_json(output: &str) -> Option<Value> {
     serde_json::from_str(&output[start..]).ok()
 }
 
-/// The real binary, serving on an ephemeral port; its stderr is collected.
-struct RunningBinary {
-    child: Child,
-    address: String,
-    admin_header: String,
-    secrets: Vec<String>,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl RunningBinary {
-    fn start(database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database-url",
-                database_url,
-            ])
-            .env("IDENTITYD_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start identityd");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut secrets = Vec::new();
-        let mut admin_header = String::new();
-        for line in stdout.lines() {
-            let line = line.expect("stdout line");
-            if let Some(token) = line.trim().strip_prefix("api_token:") {
-                secrets.push(token.trim().to_owned());
-            }
-            if let Some(header) = line.trim().strip_prefix("header:") {
-                admin_header = header.trim().to_owned();
-                break;
-            }
-        }
-        assert!(
-            admin_header.starts_with("authorization: Basic "),
-            "bootstrap credentials printed"
-        );
-        secrets.push(
-            admin_header
-                .trim_start_matches("authorization: Basic ")
-                .to_owned(),
-        );
-
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut address = String::new();
-        let mut line = String::new();
-        while stderr.read_line(&mut line).expect("stderr line") > 0 {
-            log.lock().expect("log").push_str(&line);
-            if let Some(rest) = line.split("address=").nth(1) {
-                address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                break;
-            }
-            line.clear();
-        }
-        assert!(!address.is_empty(), "serving address logged");
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-            sink.lock().expect("log").push_str(&rest);
-        });
-        Self {
-            child,
-            address,
-            admin_header,
-            secrets,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    /// Stops the server and returns everything it logged.
-    fn stop(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        self.log.lock().expect("log").clone()
-    }
-}
-
-impl Drop for RunningBinary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn require_tool(name: &str) {
     let found = Command::new(name)
         .arg("--version")
@@ -196,7 +96,7 @@ fn run_walkthrough(backend: Backend) {
     require_tool("jq");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let db = rt.block_on(TestDb::new(backend));
-    let server = RunningBinary::start(&db.url);
+    let server = RunningBinary::start(&["--database-url", &db.url], &[("IDENTITYD_LOG", "debug")]);
     let steps = walkthrough();
     assert!(steps.len() >= 8, "walkthrough has its steps");
 

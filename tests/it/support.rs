@@ -115,18 +115,28 @@ impl TestServer {
 
     /// Starts a server after `tweak` has adjusted the default test configuration.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
-        let db = TestDb::new(backend).await;
+        let server = Self::start_on(TestDb::new(backend).await, tweak).await;
+        assert!(
+            !server.admin_auth.is_empty(),
+            "bootstrap admin on an empty database"
+        );
+        server
+    }
+
+    /// Starts a server on an existing database; `admin_auth` is empty unless this start
+    /// bootstrapped the first admin.
+    pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
         let mut config = ServeConfig::for_url(&db.url).expect("config");
         tweak(&mut config);
         let clock = ManualClock::at(1_800_000_000);
         let mut prepared = server::prepare(&config, Arc::new(clock.clone()))
             .await
             .expect("prepare");
-        let creds = prepared
+        let admin_auth = prepared
             .bootstrap
             .take()
-            .expect("bootstrap admin on an empty database");
-        let admin_auth = basic(&creds.username, creds.api_token.expose_secret());
+            .map(|creds| basic(&creds.username, creds.api_token.expose_secret()))
+            .unwrap_or_default();
         let cache = prepared.cache();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -1,0 +1,116 @@
+//! The real `identityd` binary as a child process, for tests of what a user sees.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// The real binary, serving on an ephemeral port; its stderr is collected.
+pub struct RunningBinary {
+    child: Child,
+    pub address: String,
+    pub admin_header: String,
+    pub secrets: Vec<String>,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningBinary {
+    /// Starts `identityd serve --listen 127.0.0.1:0 ARGS…` on an empty database and waits
+    /// for its bootstrap credentials and serving address.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start identityd");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut secrets = Vec::new();
+        let mut admin_header = String::new();
+        for line in stdout.lines() {
+            let line = line.expect("stdout line");
+            if let Some(token) = line.trim().strip_prefix("api_token:") {
+                secrets.push(token.trim().to_owned());
+            }
+            if let Some(header) = line.trim().strip_prefix("header:") {
+                admin_header = header.trim().to_owned();
+                break;
+            }
+        }
+        assert!(
+            admin_header.starts_with("authorization: Basic "),
+            "bootstrap credentials printed"
+        );
+        secrets.push(
+            admin_header
+                .trim_start_matches("authorization: Basic ")
+                .to_owned(),
+        );
+
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut address = String::new();
+        let mut line = String::new();
+        while stderr.read_line(&mut line).expect("stderr line") > 0 {
+            log.lock().expect("log").push_str(&line);
+            if let Some(rest) = line.split("address=").nth(1) {
+                address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                break;
+            }
+            line.clear();
+        }
+        assert!(!address.is_empty(), "serving address logged");
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stderr.read_to_string(&mut rest);
+            sink.lock().expect("log").push_str(&rest);
+        });
+        Self {
+            child,
+            address,
+            admin_header,
+            secrets,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// Stops the server with SIGTERM and returns whether it exited cleanly and
+    /// everything it logged.
+    pub fn terminate(mut self) -> (bool, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        let clean = sent && self.child.wait().is_ok_and(|s| s.success());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (clean, self.log.lock().expect("log").clone())
+    }
+
+    /// Stops the server and returns everything it logged.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log.lock().expect("log").clone()
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,153 @@
+//! The command line as an operator uses it: bootstrap and recovery without a server, bad
+//! configuration refused before binding, graceful shutdown on SIGTERM.
+
+use crate::binary::RunningBinary;
+use crate::support::*;
+use std::process::{Command, Output};
+
+fn identityd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_identityd"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run identityd")
+}
+
+fn printed_token(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("api_token:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("a token was printed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bootstrap_and_token_recovery() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let url = db.url.clone();
+    let migrate = identityd(&["migrate", "--database-url", &url], &[]);
+    assert!(migrate.status.success(), "{migrate:?}");
+
+    let first = identityd(
+        &[
+            "admin",
+            "--database-url",
+            &url,
+            "bootstrap",
+            "--username",
+            "root",
+        ],
+        &[],
+    );
+    assert!(first.status.success(), "{first:?}");
+    let old_token = printed_token(&first);
+    let again = identityd(&["admin", "--database-url", &url, "bootstrap"], &[]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to bootstrap"));
+
+    let recovered = identityd(
+        &[
+            "admin",
+            "--database-url",
+            &url,
+            "regenerate-token",
+            "--username",
+            "root",
+        ],
+        &[],
+    );
+    assert!(recovered.status.success(), "{recovered:?}");
+    let new_token = printed_token(&recovered);
+    assert_ne!(old_token, new_token);
+    let unknown = identityd(
+        &[
+            "admin",
+            "--database-url",
+            &url,
+            "regenerate-token",
+            "--username",
+            "ghost",
+        ],
+        &[],
+    );
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("user 'ghost' not found"));
+
+    let server = TestServer::start_on(db, |_| {}).await;
+    assert!(server.admin_auth.is_empty(), "no second bootstrap");
+    assert_verdict(
+        &server
+            .check(&basic("root", &old_token), &["users:read"])
+            .await,
+        401,
+        "invalid_credentials",
+    );
+    assert_verdict(
+        &server
+            .check(&basic("root", &new_token), &["users:read"])
+            .await,
+        200,
+        "ok",
+    );
+    server.stop().await;
+}
+
+#[test]
+fn bad_configuration_is_refused_with_one_clear_line() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+        (
+            &["serve", "--database-url", "mysql://x/y"],
+            &[],
+            "database URL",
+        ),
+        (
+            &["serve"],
+            &[("IDENTITYD_CACHE_TTL_SECS", "0")],
+            "cache-ttl-secs",
+        ),
+        (&["serve", "--realm", "a\"b"], &[], "realm"),
+        (&["serve", "--listen", "localhost"], &[], "listen"),
+    ];
+    for (args, env, needle) in cases {
+        let out = identityd(args, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} was accepted");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "nothing served or printed: {args:?}");
+    }
+    let unreachable = identityd(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/x",
+            "--db-acquire-timeout-secs",
+            "1",
+        ],
+        &[],
+    );
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("identityd: storage")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("db.sqlite").display());
+    let server = RunningBinary::start(&["--database-url", &url], &[]);
+    assert!(server.address.starts_with("127.0.0.1:"));
+    let (clean, log) = server.terminate();
+    assert!(clean, "exit status after SIGTERM\n{log}");
+    assert!(log.contains("server stopped"), "{log}");
+}
