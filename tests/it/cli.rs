@@ -95,9 +95,12 @@ async fn admin_bootstrap_and_token_recovery() {
     server.stop().await;
 }
 
+/// Arguments, environment, and what the refusal must mention.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_configuration_is_refused_with_one_clear_line() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    let cases: [Case; 4] = [
         (
             &["serve", "--database-url", "mysql://x/y"],
             &[],
