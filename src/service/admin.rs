@@ -83,18 +83,31 @@ impl AdminService {
         }
     }
 
-    /// Authenticates the caller's `authorization` value and requires `permission`. Users
-    /// must also be staff: customers never administer.
+    /// Authenticates the caller's `authorization` value and requires `permission`.
     pub async fn authorize(
         &self,
         authorization: &str,
         permission: &str,
     ) -> Result<Arc<Authenticated>, ServiceError> {
-        let caller = self
-            .authenticator
+        let caller = self.authenticate(authorization).await?;
+        Self::require(&caller, permission)?;
+        Ok(caller)
+    }
+
+    /// The principal behind a caller's `authorization` value, or UNAUTHENTICATED.
+    pub async fn authenticate(
+        &self,
+        authorization: &str,
+    ) -> Result<Arc<Authenticated>, ServiceError> {
+        self.authenticator
             .authenticate(authorization)
             .await?
-            .map_err(ServiceError::Unauthenticated)?;
+            .map_err(ServiceError::Unauthenticated)
+    }
+
+    /// Requires an authenticated caller to hold `permission`. Users must also be staff:
+    /// customers never administer.
+    pub fn require(caller: &Authenticated, permission: &str) -> Result<(), ServiceError> {
         if caller.principal.kind == PrincipalKind::User && !caller.principal.is_staff {
             return Err(ServiceError::PermissionDenied(
                 "only staff users may call the Admin service".into(),
@@ -108,7 +121,7 @@ impl AdminService {
                 "missing permission {permission}"
             )));
         }
-        Ok(caller)
+        Ok(())
     }
 
     /// Creates a user.
