@@ -15,12 +15,15 @@ const REFLECTION_ONLY: &[&str] = &["google/rpc/error_details.proto"];
 const SECRET_BEARING: &[&str] = &[
     ".identity.v1.AuthenticateRequest",
     ".identity.v1.CheckPermissionRequest",
-    ".identity.v1.IssueTokenResponse",
+    ".identity.v1.CreateIntegrationResponse",
+    ".identity.v1.IssueTokenRequest",
     ".identity.v1.RefreshTokenRequest",
-    ".identity.v1.RefreshTokenResponse",
     ".identity.v1.RegenerateApiTokenResponse",
     ".identity.v1.RevokeTokenRequest",
+    ".identity.v1.RotateIntegrationSecretResponse",
     ".identity.v1.SetApiAccessResponse",
+    ".identity.v1.SetUserPasswordRequest",
+    ".identity.v1.TokenResponse",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

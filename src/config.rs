@@ -123,6 +123,15 @@ pub struct ServeConfig {
     /// Do not create the first admin on an empty database.
     #[arg(long, env = "IDENTITYD_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
+    /// Tokens: lifetimes, issuer and audience.
+    #[command(flatten)]
+    pub tokens: TokenConfig,
+    /// The master key that seals signing keys.
+    #[command(flatten)]
+    pub master_key: MasterKeyConfig,
+    /// Password hashing.
+    #[command(flatten)]
+    pub argon2: Argon2Config,
     /// Log format.
     #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -138,8 +147,115 @@ impl ServeConfig {
             cache_capacity: 100_000,
             cache_ttl_secs: 30,
             no_bootstrap: false,
+            tokens: TokenConfig::default(),
+            master_key: MasterKeyConfig::default(),
+            argon2: Argon2Config::default(),
             log_format: LogFormat::Text,
         })
+    }
+}
+
+/// Access and refresh tokens.
+#[derive(Debug, Clone, Args)]
+pub struct TokenConfig {
+    /// Seconds an access token is valid.
+    #[arg(long, env = "IDENTITYD_ACCESS_TOKEN_TTL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub access_token_ttl_secs: i64,
+    /// Seconds a login session lasts, however often its refresh token is rotated.
+    #[arg(long, env = "IDENTITYD_REFRESH_TOKEN_TTL_SECS", default_value_t = 30 * 86_400,
+          value_parser = clap::value_parser!(i64).range(300..=365 * 86_400))]
+    pub refresh_token_ttl_secs: i64,
+    /// `iss` of issued tokens, and the only issuer accepted.
+    #[arg(long, env = "IDENTITYD_ISSUER", default_value = "identityd", value_parser = parse_claim)]
+    pub issuer: String,
+    /// `aud` of issued tokens, and the only audience accepted.
+    #[arg(long, env = "IDENTITYD_AUDIENCE", default_value = "identityd", value_parser = parse_claim)]
+    pub audience: String,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 30 * 86_400,
+            issuer: "identityd".into(),
+            audience: "identityd".into(),
+        }
+    }
+}
+
+/// Where the master key comes from. With neither option, a SQLite database gets a key
+/// generated into `<database file>.master-key`; PostgreSQL refuses to start, since every
+/// replica must share one key.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MasterKeyConfig {
+    /// The master key: 32 bytes in base64 (`openssl rand -base64 32`). Prefer the
+    /// environment variable, or a file: flags are visible to other users of the machine.
+    #[arg(long, env = "IDENTITYD_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<SecretString>,
+    /// A file holding the master key in base64 (e.g. a mounted Kubernetes secret).
+    #[arg(long, env = "IDENTITYD_MASTER_KEY_FILE", conflicts_with = "master_key")]
+    pub master_key_file: Option<std::path::PathBuf>,
+}
+
+/// argon2id cost for passwords. The defaults are OWASP's recommendation.
+#[derive(Debug, Clone, Args)]
+pub struct Argon2Config {
+    /// Memory per hash, KiB.
+    #[arg(long, env = "IDENTITYD_ARGON2_MEMORY_KIB", default_value_t = 19_456,
+          value_parser = clap::value_parser!(u32).range(8..=4_194_304))]
+    pub argon2_memory_kib: u32,
+    /// Passes over memory.
+    #[arg(long, env = "IDENTITYD_ARGON2_ITERATIONS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub argon2_iterations: u32,
+    /// Lanes per hash.
+    #[arg(long, env = "IDENTITYD_ARGON2_PARALLELISM", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; further logins wait their turn. 0 means one per CPU.
+    #[arg(long, env = "IDENTITYD_ARGON2_CONCURRENCY", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub argon2_concurrency: u32,
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            argon2_concurrency: 0,
+        }
+    }
+}
+
+impl Argon2Config {
+    /// The cost parameters.
+    pub fn cost(&self) -> crate::service::passwords::HashCost {
+        crate::service::passwords::HashCost {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    /// Hashes at once.
+    pub fn concurrency(&self) -> usize {
+        match self.argon2_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n as usize,
+        }
+    }
+}
+
+/// Issuer and audience are compared exactly; keep them printable and short.
+fn parse_claim(s: &str) -> Result<String, String> {
+    if !s.is_empty() && s.len() <= 256 && s.chars().all(|c| c.is_ascii_graphic()) {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 256 printable ASCII characters without spaces".into())
     }
 }
 

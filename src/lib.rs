@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod loadgen;
+pub mod master_key;
 pub mod server;
 pub mod service;
 pub mod store;

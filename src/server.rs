@@ -5,11 +5,16 @@ use crate::api::admin::AdminApi;
 use crate::api::identity::IdentityApi;
 use crate::api::pb::{self, admin_server::AdminServer, identity_server::IdentityServer};
 use crate::config::ServeConfig;
+use crate::domain::access_token::TokenPolicy;
 use crate::domain::clock::Clock;
+use crate::master_key::{self, MasterKeyError};
 use crate::service::admin::AdminService;
 use crate::service::authenticator::Authenticator;
 use crate::service::bootstrap::{self, BootstrapCredentials, DEFAULT_ADMIN_USERNAME};
 use crate::service::cache::CheckCache;
+use crate::service::keys::{KeyError, KeyRing, RELOAD_INTERVAL};
+use crate::service::passwords::{PasswordError, Passwords};
+use crate::service::tokens::{TokenSettings, Tokens};
 use crate::store::{self, Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -43,14 +48,32 @@ pub enum ServerError {
     /// The reflection service could not be built from the descriptors.
     #[error("reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    /// No usable master key.
+    #[error("master key: {0}")]
+    MasterKey(#[from] MasterKeyError),
+    /// The signing keys could not be loaded.
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    /// The password hasher could not be set up.
+    #[error("passwords: {0}")]
+    Passwords(#[from] PasswordError),
 }
+
+/// How often sessions that ended are deleted.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long ended sessions are kept before deletion: a reused refresh token of a
+/// recently ended session is still recognised as reuse.
+const PURGE_AFTER_SECS: i64 = 86_400;
 
 /// A server with storage migrated and bootstrapped, ready to serve.
 pub struct Prepared {
     store: Arc<dyn Store>,
     cache: Arc<CheckCache>,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
     authenticator: Arc<Authenticator>,
     admin: Arc<AdminService>,
+    tokens: Arc<Tokens>,
     realm: String,
     /// Credentials of the admin created on an empty database; shown once by the caller.
     pub bootstrap: Option<BootstrapCredentials>,
@@ -58,6 +81,8 @@ pub struct Prepared {
 
 /// Opens storage, migrates it, and bootstraps the first admin on an empty database.
 pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prepared, ServerError> {
+    let master = master_key::resolve(&config.master_key, config.database.database_url.expose())?;
+    let passwords = Passwords::new(config.argon2.cost(), config.argon2.concurrency())?;
     let store = store::open(
         config.database.database_url.expose(),
         &config.database.pool_settings(),
@@ -74,18 +99,54 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         config.cache_capacity,
         Duration::from_secs(config.cache_ttl_secs),
     ));
-    let authenticator = Arc::new(Authenticator::new(store.clone(), cache.clone()));
+    let keys = Arc::new(
+        KeyRing::load(
+            store.clone(),
+            master,
+            clock.clone(),
+            config.tokens.access_token_ttl_secs,
+        )
+        .await?,
+    );
+    let policy = TokenPolicy {
+        issuer: config.tokens.issuer.clone(),
+        audience: config.tokens.audience.clone(),
+    };
+    let authenticator = Arc::new(Authenticator::new(
+        store.clone(),
+        cache.clone(),
+        keys.clone(),
+        policy.clone(),
+        clock.clone(),
+    ));
     let admin = Arc::new(AdminService::new(
         store.clone(),
         cache.clone(),
-        clock,
+        clock.clone(),
         authenticator.clone(),
+        passwords.clone(),
+        keys.clone(),
+    ));
+    let tokens = Arc::new(Tokens::new(
+        store.clone(),
+        keys.clone(),
+        passwords,
+        cache.clone(),
+        clock.clone(),
+        TokenSettings {
+            access_ttl: config.tokens.access_token_ttl_secs,
+            refresh_ttl: config.tokens.refresh_token_ttl_secs,
+            policy,
+        },
     ));
     Ok(Prepared {
         store,
         cache,
+        keys,
+        clock,
         authenticator,
         admin,
+        tokens,
         realm: config.realm.clone(),
         bootstrap,
     })
@@ -95,6 +156,11 @@ impl Prepared {
     /// The check cache, for observing hit rates.
     pub fn cache(&self) -> Arc<CheckCache> {
         self.cache.clone()
+    }
+
+    /// The signing key ring.
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.clone()
     }
 
     /// Serves gRPC on `listener` until `shutdown` resolves, then drains in-flight calls.
@@ -113,9 +179,19 @@ impl Prepared {
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
-        let watcher = tokio::spawn(watch_storage(self.store.clone(), health));
+        let background = [
+            tokio::spawn(watch_storage(self.store.clone(), health)),
+            tokio::spawn(reload_keys(self.keys.clone())),
+            tokio::spawn(purge_sessions(self.store.clone(), self.clock.clone())),
+        ];
 
-        let identity = IdentityApi::new(self.authenticator, self.admin.clone(), self.realm);
+        let identity = IdentityApi::new(
+            self.authenticator,
+            self.admin.clone(),
+            self.tokens,
+            self.keys,
+            self.realm,
+        );
         let served = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -124,7 +200,9 @@ impl Prepared {
             .add_service(AdminServer::new(AdminApi::new(self.admin)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
-        watcher.abort();
+        for task in background {
+            task.abort();
+        }
         tracing::info!("server stopped");
         Ok(served?)
     }
@@ -154,6 +232,28 @@ async fn watch_storage(store: Arc<dyn Store>, health: HealthReporter) {
             last = Some(status);
         }
         tokio::time::sleep(HEALTH_INTERVAL).await;
+    }
+}
+
+/// Picks up signing keys rotated by other replicas.
+async fn reload_keys(keys: Arc<KeyRing>) {
+    loop {
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        if let Err(e) = keys.reload().await {
+            tracing::warn!(error = %e, "could not reload signing keys");
+        }
+    }
+}
+
+/// Deletes sessions that ended a while ago, so the table does not grow without bound.
+async fn purge_sessions(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
+    loop {
+        match store.purge_sessions(clock.now() - PURGE_AFTER_SECS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not purge ended sessions"),
+        }
+        tokio::time::sleep(PURGE_INTERVAL).await;
     }
 }
 

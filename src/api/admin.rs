@@ -1,12 +1,15 @@
-//! `identity.v1.Admin`: users, roles and API access. Every RPC authenticates the caller
+//! `identity.v1.Admin`: users, roles, API access, passwords, integrations and keys. Every RPC authenticates the caller
 //! from its `authorization` metadata and requires one permission before doing anything.
 
 use super::metadata::authorization;
 use super::pb::{self, admin_server};
-use crate::domain::permissions::admin::{ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE};
+use crate::domain::permissions::admin::{
+    INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE, ROLES_READ, ROLES_WRITE,
+    USERS_READ, USERS_WRITE,
+};
 use crate::domain::principal::Authenticated;
 use crate::service::admin::{AdminService, CreateUser, UpdateUser};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -215,5 +218,152 @@ impl admin_server::Admin for AdminApi {
         self.service.delete_role(name).await?;
         audit(&caller, "delete_role", name);
         Ok(Response::new(pb::DeleteRoleResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_user_password(
+        &self,
+        request: Request<pb::SetUserPasswordRequest>,
+    ) -> Reply<pb::SetUserPasswordResponse> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let r = request.into_inner();
+        let user = self
+            .service
+            .set_user_password(&r.username, SecretString::from(r.password))
+            .await?;
+        audit(&caller, "set_password", &user.id);
+        Ok(Response::new(pb::SetUserPasswordResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_integration(
+        &self,
+        request: Request<pb::CreateIntegrationRequest>,
+    ) -> Reply<pb::CreateIntegrationResponse> {
+        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let r = request.into_inner();
+        let (integration, secret) = self
+            .service
+            .create_integration(r.name, &r.permissions)
+            .await?;
+        audit(&caller, "create_integration", &integration.id);
+        Ok(Response::new(pb::CreateIntegrationResponse {
+            integration: Some(integration.into()),
+            client_secret: secret.expose_secret().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_integration(
+        &self,
+        request: Request<pb::GetIntegrationRequest>,
+    ) -> Reply<pb::Integration> {
+        self.guard(&request, INTEGRATIONS_READ).await?;
+        let integration = self
+            .service
+            .get_integration(&request.get_ref().client_id)
+            .await?;
+        Ok(Response::new(integration.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_integrations(
+        &self,
+        request: Request<pb::ListIntegrationsRequest>,
+    ) -> Reply<pb::ListIntegrationsResponse> {
+        self.guard(&request, INTEGRATIONS_READ).await?;
+        let integrations = self.service.list_integrations().await?;
+        Ok(Response::new(pb::ListIntegrationsResponse {
+            integrations: integrations.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_integration_secret(
+        &self,
+        request: Request<pb::RotateIntegrationSecretRequest>,
+    ) -> Reply<pb::RotateIntegrationSecretResponse> {
+        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (integration, secret) = self
+            .service
+            .rotate_integration_secret(&request.get_ref().client_id)
+            .await?;
+        audit(&caller, "rotate_integration_secret", &integration.id);
+        Ok(Response::new(pb::RotateIntegrationSecretResponse {
+            integration: Some(integration.into()),
+            client_secret: secret.expose_secret().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_integration_active(
+        &self,
+        request: Request<pb::SetIntegrationActiveRequest>,
+    ) -> Reply<pb::Integration> {
+        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let r = request.get_ref();
+        let integration = self
+            .service
+            .set_integration_active(&r.client_id, r.active)
+            .await?;
+        let action = if r.active {
+            "enable_integration"
+        } else {
+            "disable_integration"
+        };
+        audit(&caller, action, &integration.id);
+        Ok(Response::new(integration.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn set_integration_permissions(
+        &self,
+        request: Request<pb::SetIntegrationPermissionsRequest>,
+    ) -> Reply<pb::Integration> {
+        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let r = request.get_ref();
+        let integration = self
+            .service
+            .set_integration_permissions(&r.client_id, &r.permissions)
+            .await?;
+        audit(&caller, "set_integration_permissions", &integration.id);
+        Ok(Response::new(integration.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_integration(
+        &self,
+        request: Request<pb::DeleteIntegrationRequest>,
+    ) -> Reply<pb::DeleteIntegrationResponse> {
+        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let client_id = &request.get_ref().client_id;
+        self.service.delete_integration(client_id).await?;
+        audit(&caller, "delete_integration", client_id);
+        Ok(Response::new(pb::DeleteIntegrationResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_signing_keys(
+        &self,
+        request: Request<pb::ListSigningKeysRequest>,
+    ) -> Reply<pb::ListSigningKeysResponse> {
+        self.guard(&request, KEYS_READ).await?;
+        let keys = self.service.list_signing_keys().await?;
+        Ok(Response::new(pb::ListSigningKeysResponse {
+            keys: keys.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Reply<pb::SigningKey> {
+        let caller = self.guard(&request, KEYS_WRITE).await?;
+        let key = self.service.rotate_signing_key().await?;
+        audit(&caller, "rotate_signing_key", &key.kid);
+        Ok(Response::new(key.into()))
     }
 }

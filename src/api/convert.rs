@@ -3,7 +3,8 @@
 use super::pb;
 use crate::domain::principal::{Principal, PrincipalKind};
 use crate::domain::verdict::Decision;
-use crate::store::{RoleRecord, UserRecord};
+use crate::service::keys::PublicJwk;
+use crate::store::{IntegrationRecord, RoleRecord, SigningKeyRecord, UserRecord};
 
 impl From<UserRecord> for pb::User {
     fn from(u: UserRecord) -> Self {
@@ -33,10 +34,52 @@ impl From<RoleRecord> for pb::Role {
     }
 }
 
+impl From<IntegrationRecord> for pb::Integration {
+    fn from(i: IntegrationRecord) -> Self {
+        Self {
+            id: i.id,
+            client_id: i.client_id,
+            name: i.name,
+            active: i.active,
+            permissions: i.permissions,
+            secret_created_at: i.secret_created_at,
+            created_at: i.created_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+impl From<SigningKeyRecord> for pb::SigningKey {
+    fn from(k: SigningKeyRecord) -> Self {
+        Self {
+            kid: k.kid,
+            algorithm: k.algorithm,
+            signing: k.retired_at.is_none(),
+            created_at: k.created_at,
+            retired_at: k.retired_at.unwrap_or_default(),
+            published_until: k.published_until.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<PublicJwk> for pb::Jwk {
+    fn from(k: PublicJwk) -> Self {
+        Self {
+            kty: "OKP".into(),
+            crv: "Ed25519".into(),
+            x: k.x,
+            kid: k.kid,
+            alg: crate::service::keys::ALGORITHM.into(),
+            r#use: "sig".into(),
+        }
+    }
+}
+
 impl From<&Principal> for pb::Principal {
     fn from(p: &Principal) -> Self {
         let kind = match p.kind {
             PrincipalKind::User => pb::PrincipalKind::User,
+            PrincipalKind::Integration => pb::PrincipalKind::Integration,
         };
         Self {
             kind: kind.into(),
@@ -47,6 +90,8 @@ impl From<&Principal> for pb::Principal {
             credential_kind: p.credential_kind.as_str().to_owned(),
             credential_id: p.credential_id.clone(),
             scopes: Vec::new(),
+            session_id: p.session_id.clone().unwrap_or_default(),
+            expires_at: p.expires_at.unwrap_or_default(),
         }
     }
 }

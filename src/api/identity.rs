@@ -9,7 +9,10 @@ use crate::domain::verdict::{AuthFailure, Decision, decide};
 use crate::service::ServiceError;
 use crate::service::admin::AdminService;
 use crate::service::authenticator::{Authenticator, Outcome};
-use secrecy::ExposeSecret;
+use crate::service::error::OAuthError;
+use crate::service::keys::KeyRing;
+use crate::service::tokens::{ClientCredentials, GrantRequest, Issued, RefreshGrant, Tokens};
+use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -20,15 +23,25 @@ pub const MAX_CHECK_PERMISSIONS: usize = 64;
 pub struct IdentityApi {
     authenticator: Arc<Authenticator>,
     admin: Arc<AdminService>,
+    tokens: Arc<Tokens>,
+    keys: Arc<KeyRing>,
     realm: String,
 }
 
 impl IdentityApi {
     /// Builds the service; `realm` goes into every challenge.
-    pub fn new(authenticator: Arc<Authenticator>, admin: Arc<AdminService>, realm: String) -> Self {
+    pub fn new(
+        authenticator: Arc<Authenticator>,
+        admin: Arc<AdminService>,
+        tokens: Arc<Tokens>,
+        keys: Arc<KeyRing>,
+        realm: String,
+    ) -> Self {
         Self {
             authenticator,
             admin,
+            tokens,
+            keys,
             realm,
         }
     }
@@ -57,6 +70,50 @@ fn required_permissions(items: &[String]) -> Result<Vec<Permission>, ServiceErro
         .map(|s| Permission::parse_required(s))
         .collect::<Result<_, _>>()
         .map_err(|e| ServiceError::invalid("permissions", e.to_string()))
+}
+
+/// Longest value accepted in any OAuth2 request field.
+const MAX_FIELD: usize = 4096;
+
+/// Moves a secret-bearing field out of a request, bounded in size.
+fn secret(field: &mut String) -> Result<SecretString, ServiceError> {
+    if field.len() > MAX_FIELD {
+        return Err(OAuthError::InvalidRequest("a parameter is too long").into());
+    }
+    Ok(SecretString::from(std::mem::take(field)))
+}
+
+fn client(
+    client_id: String,
+    client_secret: &mut String,
+) -> Result<ClientCredentials, ServiceError> {
+    if client_id.len() > MAX_FIELD {
+        return Err(OAuthError::InvalidRequest("client_id is too long").into());
+    }
+    Ok(ClientCredentials {
+        client_id,
+        client_secret: secret(client_secret)?,
+    })
+}
+
+fn token_response(issued: Issued) -> pb::TokenResponse {
+    let (refresh_token, csrf_token, refresh_expires_in) = match issued.refresh {
+        Some(r) => (
+            r.refresh_token.expose_secret().to_owned(),
+            r.csrf_token.expose_secret().to_owned(),
+            r.expires_in,
+        ),
+        None => (String::new(), String::new(), 0),
+    };
+    pb::TokenResponse {
+        access_token: issued.access_token.expose_secret().to_owned(),
+        token_type: "Bearer".into(),
+        expires_in: issued.expires_in,
+        refresh_token,
+        refresh_expires_in,
+        csrf_token,
+        session_id: issued.session_id,
+    }
 }
 
 fn log_outcome(rpc: &'static str, outcome: &Outcome, reason: &str) {
@@ -146,24 +203,45 @@ impl identity_server::Identity for IdentityApi {
         Ok(Response::new(response))
     }
 
+    #[tracing::instrument(skip_all, fields(grant_type))]
     async fn issue_token(
         &self,
-        _request: Request<pb::IssueTokenRequest>,
-    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
-        Err(ServiceError::Unimplemented(
-            "IssueToken needs OAuth2 grants and signed access tokens, which are not implemented yet",
-        )
-        .into())
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let mut r = request.into_inner();
+        tracing::Span::current().record("grant_type", r.grant_type.as_str());
+        if r.grant_type.len() > 64 || r.username.len() > MAX_FIELD {
+            return Err(
+                ServiceError::from(OAuthError::InvalidRequest("a parameter is too long")).into(),
+            );
+        }
+        let grant = GrantRequest {
+            client: client(r.client_id, &mut r.client_secret)?,
+            grant_type: r.grant_type,
+            username: r.username,
+            password: secret(&mut r.password)?,
+            refresh: RefreshGrant {
+                refresh_token: secret(&mut r.refresh_token)?,
+                csrf_token: secret(&mut r.csrf_token)?,
+            },
+        };
+        let issued = self.tokens.grant(grant).await?;
+        Ok(Response::new(token_response(issued)))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn refresh_token(
         &self,
-        _request: Request<pb::RefreshTokenRequest>,
-    ) -> Result<Response<pb::RefreshTokenResponse>, Status> {
-        Err(ServiceError::Unimplemented(
-            "RefreshToken needs refresh tokens, which are not implemented yet",
-        )
-        .into())
+        request: Request<pb::RefreshTokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let mut r = request.into_inner();
+        let client = client(r.client_id, &mut r.client_secret)?;
+        let grant = RefreshGrant {
+            refresh_token: secret(&mut r.refresh_token)?,
+            csrf_token: secret(&mut r.csrf_token)?,
+        };
+        let issued = self.tokens.refresh(&client, &grant).await?;
+        Ok(Response::new(token_response(issued)))
     }
 
     #[tracing::instrument(skip_all)]
@@ -189,13 +267,26 @@ impl identity_server::Identity for IdentityApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
     async fn revoke_token(
         &self,
-        _request: Request<pb::RevokeTokenRequest>,
+        request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        Err(ServiceError::Unimplemented(
-            "RevokeToken needs OAuth2 access and refresh tokens, which are not implemented yet",
-        )
-        .into())
+        let mut r = request.into_inner();
+        let client = client(r.client_id, &mut r.client_secret)?;
+        let token = secret(&mut r.token)?;
+        self.tokens
+            .revoke(&token, &r.token_type_hint, &client)
+            .await?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        Ok(Response::new(pb::GetJwksResponse {
+            keys: self.keys.jwks().into_iter().map(Into::into).collect(),
+        }))
     }
 }

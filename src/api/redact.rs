@@ -36,10 +36,16 @@ impl fmt::Debug for pb::CheckPermissionRequest {
     }
 }
 
-impl fmt::Debug for pb::IssueTokenResponse {
+impl fmt::Debug for pb::IssueTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IssueTokenResponse")
-            .field("access_token", &redacted(&self.access_token))
+        f.debug_struct("IssueTokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("csrf_token", &redacted(&self.csrf_token))
             .finish()
     }
 }
@@ -48,14 +54,50 @@ impl fmt::Debug for pb::RefreshTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenRequest")
             .field("refresh_token", &redacted(&self.refresh_token))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
+            .field("csrf_token", &redacted(&self.csrf_token))
             .finish()
     }
 }
 
-impl fmt::Debug for pb::RefreshTokenResponse {
+impl fmt::Debug for pb::TokenResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefreshTokenResponse")
+        f.debug_struct("TokenResponse")
             .field("access_token", &redacted(&self.access_token))
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &redacted(&self.refresh_token))
+            .field("refresh_expires_in", &self.refresh_expires_in)
+            .field("csrf_token", &redacted(&self.csrf_token))
+            .field("session_id", &self.session_id)
+            .finish()
+    }
+}
+
+impl fmt::Debug for pb::CreateIntegrationResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateIntegrationResponse")
+            .field("integration", &self.integration)
+            .field("client_secret", &redacted(&self.client_secret))
+            .finish()
+    }
+}
+
+impl fmt::Debug for pb::RotateIntegrationSecretResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotateIntegrationSecretResponse")
+            .field("integration", &self.integration)
+            .field("client_secret", &redacted(&self.client_secret))
+            .finish()
+    }
+}
+
+impl fmt::Debug for pb::SetUserPasswordRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetUserPasswordRequest")
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
             .finish()
     }
 }
@@ -73,6 +115,9 @@ impl fmt::Debug for pb::RevokeTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RevokeTokenRequest")
             .field("token", &redacted(&self.token))
+            .field("token_type_hint", &self.token_type_hint)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &redacted(&self.client_secret))
             .finish()
     }
 }
@@ -107,5 +152,23 @@ mod tests {
             api_token: "idt_api_abc".into(),
         };
         assert!(!format!("{resp:?}").contains("idt_api_abc"));
+        let login = pb::IssueTokenRequest {
+            grant_type: "password".into(),
+            username: "alice".into(),
+            password: "hunter22-secret".into(),
+            ..Default::default()
+        };
+        let shown = format!("{login:?}");
+        assert!(
+            !shown.contains("hunter22") && shown.contains("alice"),
+            "{shown}"
+        );
+        let tokens = pb::TokenResponse {
+            access_token: "eyJsecret".into(),
+            refresh_token: "idt_rt_secret".into(),
+            csrf_token: "idt_csrf_secret".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{tokens:?}").contains("secret"));
     }
 }

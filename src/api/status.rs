@@ -2,6 +2,7 @@
 //! answered with a generic message; callers get stable codes and reasons.
 
 use crate::service::ServiceError;
+use crate::service::error::OAuthError;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -43,6 +44,21 @@ impl From<ServiceError> for Status {
                 info(Code::PermissionDenied, why, "missing_permission")
             }
             ServiceError::Unimplemented(what) => Status::unimplemented(what),
+            ServiceError::OAuth(e) => {
+                let code = match e {
+                    OAuthError::InvalidClient | OAuthError::InvalidGrant => Code::Unauthenticated,
+                    OAuthError::UnauthorizedClient => Code::PermissionDenied,
+                    OAuthError::InvalidRequest(_)
+                    | OAuthError::UnsupportedGrantType
+                    | OAuthError::InvalidScope
+                    | OAuthError::UnsupportedTokenType => Code::InvalidArgument,
+                };
+                info(code, e.message().to_owned(), e.code())
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal failure");
+                info(Code::Internal, "internal error".into(), "internal")
+            }
             ServiceError::Unavailable(source) => {
                 tracing::error!(error = %source, cause = ?std::error::Error::source(&source), "storage failure");
                 info(

@@ -2,10 +2,12 @@
 //! names. Nothing here does I/O or knows about gRPC, so it is unit-tested as plain
 //! functions.
 
+pub mod access_token;
 pub mod clock;
 pub mod credentials;
 pub mod names;
 pub mod permissions;
 pub mod principal;
+pub mod sealing;
 pub mod secret;
 pub mod verdict;

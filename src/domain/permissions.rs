@@ -189,6 +189,24 @@ pub mod admin {
     /// Create, change and delete roles.
     pub const ROLES_WRITE: &str = "roles:write";
 
+    /// Read integrations.
+    pub const INTEGRATIONS_READ: &str = "integrations:read";
+    /// Create, change, rotate and delete integrations.
+    pub const INTEGRATIONS_WRITE: &str = "integrations:write";
+    /// Read signing keys.
+    pub const KEYS_READ: &str = "keys:read";
+    /// Rotate signing keys.
+    pub const KEYS_WRITE: &str = "keys:write";
+
     /// Every admin permission.
-    pub const ALL: &[&str] = &[USERS_READ, USERS_WRITE, ROLES_READ, ROLES_WRITE];
+    pub const ALL: &[&str] = &[
+        USERS_READ,
+        USERS_WRITE,
+        ROLES_READ,
+        ROLES_WRITE,
+        INTEGRATIONS_READ,
+        INTEGRATIONS_WRITE,
+        KEYS_READ,
+        KEYS_WRITE,
+    ];
 }

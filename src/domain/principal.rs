@@ -1,5 +1,6 @@
 //! Who is behind a credential, and what they may do right now.
 
+use super::clock::UnixSeconds;
 use super::credentials::Scheme;
 use super::permissions::PermissionSet;
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 pub enum PrincipalKind {
     /// A person: staff user or customer.
     User,
+    /// A machine client holding a client id and secret.
+    Integration,
 }
 
 /// The kinds of credential, as reported to callers.
@@ -16,6 +19,8 @@ pub enum PrincipalKind {
 pub enum CredentialKind {
     /// A user's API token presented with HTTP Basic.
     ApiToken,
+    /// A signed access token (JWT) presented with `Bearer` or `JWT`.
+    AccessToken,
 }
 
 impl CredentialKind {
@@ -23,6 +28,7 @@ impl CredentialKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ApiToken => "api_token",
+            Self::AccessToken => "access_token",
         }
     }
 }
@@ -44,6 +50,10 @@ pub struct Principal {
     pub credential_kind: CredentialKind,
     /// Identifies the credential without revealing it.
     pub credential_id: String,
+    /// The session an access token belongs to.
+    pub session_id: Option<String>,
+    /// When the credential expires, if it does.
+    pub expires_at: Option<UnixSeconds>,
 }
 
 /// A successfully authenticated credential: the principal and its effective permissions,

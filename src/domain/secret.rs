@@ -21,6 +21,12 @@ const ENCODED_LEN: usize = 43;
 pub enum SecretKind {
     /// A user's API token, used as the password of HTTP Basic.
     ApiToken,
+    /// An integration's client secret (`client_credentials` grant).
+    ClientSecret,
+    /// A refresh token: works once, in `RefreshToken`.
+    RefreshToken,
+    /// A CSRF token bound to a refresh token.
+    CsrfToken,
 }
 
 impl SecretKind {
@@ -28,6 +34,9 @@ impl SecretKind {
     pub fn prefix(self) -> &'static str {
         match self {
             Self::ApiToken => "idt_api_",
+            Self::ClientSecret => "idt_cs_",
+            Self::RefreshToken => "idt_rt_",
+            Self::CsrfToken => "idt_csrf_",
         }
     }
 
@@ -62,6 +71,15 @@ impl SecretDigest {
     /// Digests a secret.
     pub fn of(secret: &SecretString) -> Self {
         Self(Sha256::digest(secret.expose_secret().as_bytes()).into())
+    }
+
+    /// Digests several parts as one, without joining them in memory first.
+    pub fn of_parts(parts: &[&[u8]]) -> Self {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        Self(hasher.finalize().into())
     }
 
     /// Rebuilds a digest read from storage; `None` if it has the wrong length.
@@ -102,6 +120,26 @@ mod tests {
         assert!(SecretKind::ApiToken.matches_shape(a.expose_secret()));
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(a.expose_secret().len(), "idt_api_".len() + ENCODED_LEN);
+    }
+
+    #[test]
+    fn every_kind_has_its_own_prefix() {
+        let kinds = [
+            SecretKind::ApiToken,
+            SecretKind::ClientSecret,
+            SecretKind::RefreshToken,
+            SecretKind::CsrfToken,
+        ];
+        for a in kinds {
+            let secret = a.generate();
+            for b in kinds {
+                assert_eq!(
+                    b.matches_shape(secret.expose_secret()),
+                    a == b,
+                    "{a:?} {b:?}"
+                );
+            }
+        }
     }
 
     #[test]

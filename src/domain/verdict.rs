@@ -24,6 +24,17 @@ pub enum AuthFailure {
         /// The scheme it was presented with.
         scheme: Scheme,
     },
+    /// A genuine credential whose lifetime is over.
+    Expired {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+    },
+    /// A genuine credential whose session was ended (revoked, logged out, password
+    /// changed, owner disabled or deleted).
+    Revoked {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+    },
 }
 
 impl From<ParseError> for AuthFailure {
@@ -44,6 +55,8 @@ impl AuthFailure {
             Self::Malformed { .. } => "malformed_credentials",
             Self::UnsupportedScheme => "unsupported_scheme",
             Self::Invalid { .. } => "invalid_credentials",
+            Self::Expired { .. } => "expired",
+            Self::Revoked { .. } => "revoked",
         }
     }
 
@@ -54,6 +67,8 @@ impl AuthFailure {
             Self::Malformed { detail, .. } => detail,
             Self::UnsupportedScheme => "the authorization scheme is not supported",
             Self::Invalid { .. } => "the credentials are not valid",
+            Self::Expired { .. } => "the credentials have expired",
+            Self::Revoked { .. } => "the credentials have been revoked",
         }
     }
 
@@ -78,7 +93,9 @@ impl AuthFailure {
             Self::Malformed {
                 scheme: Some(s), ..
             } => bearer(s, "invalid_request"),
-            Self::Invalid { scheme } => bearer(scheme, "invalid_token"),
+            Self::Invalid { scheme } | Self::Expired { scheme } | Self::Revoked { scheme } => {
+                bearer(scheme, "invalid_token")
+            }
         }
     }
 }
@@ -155,6 +172,8 @@ mod tests {
                 scheme: Scheme::Basic,
                 credential_kind: CredentialKind::ApiToken,
                 credential_id: "api_token:u1".into(),
+                session_id: None,
+                expires_at: None,
             },
             permissions: Arc::new(perms.iter().map(|s| p(s)).collect::<PermissionSet>()),
         }

@@ -5,6 +5,8 @@
 use super::ServiceError;
 use super::authenticator::Authenticator;
 use super::cache::CheckCache;
+use super::keys::KeyRing;
+use super::passwords::Passwords;
 use crate::domain::clock::Clock;
 use crate::domain::names;
 use crate::domain::permissions::{self, Permission};
@@ -61,10 +63,12 @@ pub struct UserPage {
 
 /// The administration use cases.
 pub struct AdminService {
-    store: Arc<dyn Store>,
-    cache: Arc<CheckCache>,
-    clock: Arc<dyn Clock>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) cache: Arc<CheckCache>,
+    pub(super) clock: Arc<dyn Clock>,
     authenticator: Arc<Authenticator>,
+    passwords: Arc<Passwords>,
+    pub(super) keys: Arc<KeyRing>,
 }
 
 impl AdminService {
@@ -74,12 +78,16 @@ impl AdminService {
         cache: Arc<CheckCache>,
         clock: Arc<dyn Clock>,
         authenticator: Arc<Authenticator>,
+        passwords: Arc<Passwords>,
+        keys: Arc<KeyRing>,
     ) -> Self {
         Self {
             store,
             cache,
             clock,
             authenticator,
+            passwords,
+            keys,
         }
     }
 
@@ -239,6 +247,22 @@ impl AdminService {
         Ok((user, token))
     }
 
+    /// Sets a user's password; every session of the user ends.
+    pub async fn set_user_password(
+        &self,
+        username: &str,
+        password: SecretString,
+    ) -> Result<UserRecord, ServiceError> {
+        check_username(username)?;
+        let hash = self.passwords.hash(password).await?;
+        let id = self
+            .store
+            .set_password(username, &hash, self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&id);
+        Ok(self.store.get_user(username).await?)
+    }
+
     /// Gives a user a role (`assign`) or takes it away.
     pub async fn set_user_role(
         &self,
@@ -317,7 +341,7 @@ fn check_username(username: &str) -> Result<(), ServiceError> {
     names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
 }
 
-fn check_role_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
+pub(super) fn check_role_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
     names::validate_role_name(name).map_err(|r| ServiceError::invalid(field, r))
 }
 
@@ -331,7 +355,7 @@ fn optional_email(email: &str) -> Result<Option<String>, ServiceError> {
 }
 
 /// Validates permissions and returns them sorted, deduplicated and canonically spelled.
-fn canonical_permissions(items: &[String]) -> Result<Vec<String>, ServiceError> {
+pub(super) fn canonical_permissions(items: &[String]) -> Result<Vec<String>, ServiceError> {
     if items.len() > MAX_ROLE_PERMISSIONS {
         return Err(ServiceError::invalid(
             "permissions",

@@ -93,11 +93,19 @@ impl CheckCache {
 
     /// Drops every credential of one principal.
     pub fn invalidate_principal(&self, principal_id: &str) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
         let id = principal_id.to_owned();
-        let by_predicate = self
-            .entries
-            .invalidate_entries_if(move |_, v| v.principal.id == id);
+        self.invalidate_if(move |v| v.principal.id == id);
+    }
+
+    /// Drops every access token of one session.
+    pub fn invalidate_session(&self, session_id: &str) {
+        let id = session_id.to_owned();
+        self.invalidate_if(move |v| v.principal.session_id.as_deref() == Some(id.as_str()));
+    }
+
+    fn invalidate_if(&self, predicate: impl Fn(&Authenticated) -> bool + Send + Sync + 'static) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let by_predicate = self.entries.invalidate_entries_if(move |_, v| predicate(v));
         if by_predicate.is_err() {
             // Unreachable with the builder above; dropping everything is the safe fallback.
             self.entries.invalidate_all();
@@ -139,6 +147,8 @@ mod tests {
                 scheme: Scheme::Basic,
                 credential_kind: CredentialKind::ApiToken,
                 credential_id: String::new(),
+                session_id: None,
+                expires_at: None,
             },
             permissions: Arc::default(),
         })

@@ -35,6 +35,71 @@ pub enum ServiceError {
     /// Storage failed; details are logged, never shown.
     #[error("storage unavailable")]
     Unavailable(#[source] StoreError),
+    /// An OAuth2 request was refused (RFC 6749 §5.2, RFC 7009 §2.2.1).
+    #[error("{}", .0.message())]
+    OAuth(OAuthError),
+    /// Something that should not fail did; details are logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The OAuth2 error codes. Messages are generic on purpose: they never tell which part
+/// of a credential was wrong, or whether a user or client exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthError {
+    /// A parameter is missing, repeated or malformed; the text names it.
+    InvalidRequest(&'static str),
+    /// Client authentication failed.
+    InvalidClient,
+    /// The password, refresh token or other grant is invalid, expired or revoked, or was
+    /// issued to another client.
+    InvalidGrant,
+    /// The client may not use this grant type.
+    UnauthorizedClient,
+    /// The grant type is not supported.
+    UnsupportedGrantType,
+    /// A requested scope is invalid or exceeds what the requester holds.
+    InvalidScope,
+    /// RevokeToken was given a token type hint it does not know.
+    UnsupportedTokenType,
+}
+
+impl OAuthError {
+    /// The RFC's error code, sent as the `ErrorInfo` reason.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+        }
+    }
+
+    /// The message sent with it.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::InvalidRequest(detail) => detail,
+            Self::InvalidClient => "client authentication failed",
+            Self::InvalidGrant => "the grant is invalid, expired or revoked",
+            Self::UnauthorizedClient => "the client may not use this grant type",
+            Self::UnsupportedGrantType => {
+                "grant_type must be client_credentials, password or refresh_token"
+            }
+            Self::InvalidScope => "a requested scope is invalid or not available",
+            Self::UnsupportedTokenType => {
+                "token_type_hint must be access_token, refresh_token or empty"
+            }
+        }
+    }
+}
+
+impl From<OAuthError> for ServiceError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
 }
 
 impl ServiceError {

@@ -6,5 +6,9 @@ pub mod authenticator;
 pub mod bootstrap;
 pub mod cache;
 pub mod error;
+pub mod integrations;
+pub mod keys;
+pub mod passwords;
+pub mod tokens;
 
 pub use error::ServiceError;

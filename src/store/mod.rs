@@ -4,6 +4,8 @@
 //! connecting, migrations and how a write transaction begins. Every change is one
 //! transaction, so nothing the service has acknowledged is ever half-applied.
 
+mod oauth;
+mod oauth_sql;
 mod postgres;
 mod rows;
 mod sql;
@@ -15,6 +17,10 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use oauth::{
+    ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
+    OAuthStore, RefreshRecord, SessionPrincipal, SigningKeyRecord, Subject,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -103,7 +109,7 @@ pub struct UserPatch {
     pub email: Option<Option<String>>,
     /// New staff flag.
     pub is_staff: Option<bool>,
-    /// New active flag. Disabling also deletes the API token.
+    /// New active flag. Disabling also deletes the API token and revokes every session.
     pub active: Option<bool>,
 }
 
@@ -140,7 +146,7 @@ pub struct BuiltinRole {
 /// Persistent state of identityd. Implementations must make every method that changes
 /// state a single transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OAuthStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// One cheap round trip: is the database reachable?

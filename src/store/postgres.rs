@@ -1,9 +1,12 @@
 //! The PostgreSQL backend: shared by many stateless replicas.
 
+use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
-    ApiTokenOwner, BuiltinRole, NewUser, PoolSettings, RoleRecord, Store, StoreError, StoreResult,
-    UserPatch, UserRecord, rows,
+    ApiTokenOwner, BuiltinRole, ClientRecord, IntegrationRecord, LoginRecord, NewIntegration,
+    NewRefreshToken, NewSession, NewUser, OAuthStore, PoolSettings, RefreshRecord, RoleRecord,
+    SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject, UserPatch,
+    UserRecord, rows,
 };
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
@@ -41,3 +44,4 @@ impl_sql_store!(
     Postgres,
     sqlx::migrate!("migrations/postgres")
 );
+impl_oauth_store!(PostgresStore, Postgres);

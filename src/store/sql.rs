@@ -369,6 +369,14 @@ macro_rules! impl_sql_store {
                     return Err(StoreError::NotFound(format!("user '{username}'")));
                 }
                 let user = Self::fetch_user(&mut tx, username).await?;
+                if patch.active == Some(false) {
+                    // Disabling ends every session, so re-enabling revives none.
+                    sqlx::query(super::oauth_sql::REVOKE_USER_SESSIONS)
+                        .bind(&user.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(user)
             }

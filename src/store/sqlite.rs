@@ -1,9 +1,12 @@
 //! The embedded SQLite backend: one file, zero set-up.
 
+use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
-    ApiTokenOwner, BuiltinRole, NewUser, PoolSettings, RoleRecord, Store, StoreError, StoreResult,
-    UserPatch, UserRecord, rows,
+    ApiTokenOwner, BuiltinRole, ClientRecord, IntegrationRecord, LoginRecord, NewIntegration,
+    NewRefreshToken, NewSession, NewUser, OAuthStore, PoolSettings, RefreshRecord, RoleRecord,
+    SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject, UserPatch,
+    UserRecord, rows,
 };
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
@@ -48,3 +51,4 @@ impl SqliteStore {
 }
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
+impl_oauth_store!(SqliteStore, Sqlite);

@@ -10,6 +10,7 @@ use identityd::config::ServeConfig;
 use identityd::domain::clock::ManualClock;
 use identityd::server;
 use identityd::service::cache::CheckCache;
+use identityd::service::keys::KeyRing;
 use secrecy::ExposeSecret;
 use sqlx::Connection;
 use std::net::SocketAddr;
@@ -97,11 +98,25 @@ impl Drop for TestDb {
     }
 }
 
+/// The master key every test server on a database uses (PostgreSQL needs one given).
+pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// The default configuration with cheap password hashing: argon2 at OWASP cost would
+/// dominate the run time of the tests.
+pub fn test_config(url: &str) -> ServeConfig {
+    let mut config = ServeConfig::for_url(url).expect("config");
+    config.master_key.master_key = Some(TEST_MASTER_KEY.into());
+    config.argon2.argon2_memory_kib = 64;
+    config.argon2.argon2_iterations = 1;
+    config
+}
+
 /// A running server and the bootstrap admin's `authorization` value.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub admin_auth: String,
     pub cache: Arc<CheckCache>,
+    pub keys: Arc<KeyRing>,
     pub clock: ManualClock,
     pub db: TestDb,
     shutdown: Option<oneshot::Sender<()>>,
@@ -126,7 +141,7 @@ impl TestServer {
     /// Starts a server on an existing database; `admin_auth` is empty unless this start
     /// bootstrapped the first admin.
     pub async fn start_on(db: TestDb, tweak: impl FnOnce(&mut ServeConfig)) -> Self {
-        let mut config = ServeConfig::for_url(&db.url).expect("config");
+        let mut config = test_config(&db.url);
         tweak(&mut config);
         let clock = ManualClock::at(1_800_000_000);
         let mut prepared = server::prepare(&config, Arc::new(clock.clone()))
@@ -138,6 +153,7 @@ impl TestServer {
             .map(|creds| basic(&creds.username, creds.api_token.expose_secret()))
             .unwrap_or_default();
         let cache = prepared.cache();
+        let keys = prepared.keys();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -153,6 +169,7 @@ impl TestServer {
             addr,
             admin_auth,
             cache,
+            keys,
             clock,
             db,
             shutdown: Some(tx),

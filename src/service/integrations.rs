@@ -1,0 +1,139 @@
+//! Administration of integrations (machine clients) and signing keys. Like every admin use
+//! case: validate, one store call, then drop from the check cache whatever the change may
+//! have revoked or narrowed.
+
+use super::ServiceError;
+use super::admin::{AdminService, canonical_permissions, check_role_name};
+use crate::domain::secret::{SecretDigest, SecretKind};
+use crate::store::{IntegrationRecord, NewIntegration, SigningKeyRecord};
+use secrecy::SecretString;
+
+/// Longest client id identityd issues, with room to spare; longer input is refused early.
+const MAX_CLIENT_ID: usize = 64;
+
+impl AdminService {
+    /// Creates an integration; returns it with its secret, shown only now.
+    pub async fn create_integration(
+        &self,
+        name: String,
+        permissions: &[String],
+    ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
+        // Integration names follow the role-name rules: short, lower-case, URL-safe.
+        check_role_name("name", &name)?;
+        let secret = SecretKind::ClientSecret.generate();
+        let new = NewIntegration {
+            id: uuid::Uuid::now_v7().to_string(),
+            client_id: format!("idc_{}", uuid::Uuid::new_v4().simple()),
+            name,
+            permissions: canonical_permissions(permissions)?,
+            secret_digest: SecretDigest::of(&secret),
+        };
+        let created = self
+            .store
+            .create_integration(&new, self.clock.now())
+            .await?;
+        Ok((created, secret))
+    }
+
+    /// Reads an integration.
+    pub async fn get_integration(
+        &self,
+        client_id: &str,
+    ) -> Result<IntegrationRecord, ServiceError> {
+        check_client_id(client_id)?;
+        Ok(self.store.get_integration(client_id).await?)
+    }
+
+    /// Lists all integrations.
+    pub async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, ServiceError> {
+        Ok(self.store.list_integrations().await?)
+    }
+
+    /// Replaces the secret; the old one and every token issued with it die now.
+    pub async fn rotate_integration_secret(
+        &self,
+        client_id: &str,
+    ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
+        check_client_id(client_id)?;
+        let secret = SecretKind::ClientSecret.generate();
+        let integration = self
+            .store
+            .rotate_integration_secret(client_id, &SecretDigest::of(&secret), self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&integration.id);
+        Ok((integration, secret))
+    }
+
+    /// Disables (ending every token) or re-enables an integration.
+    pub async fn set_integration_active(
+        &self,
+        client_id: &str,
+        active: bool,
+    ) -> Result<IntegrationRecord, ServiceError> {
+        check_client_id(client_id)?;
+        let integration = self
+            .store
+            .set_integration_active(client_id, active, self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&integration.id);
+        Ok(integration)
+    }
+
+    /// Replaces an integration's permissions.
+    pub async fn set_integration_permissions(
+        &self,
+        client_id: &str,
+        permissions: &[String],
+    ) -> Result<IntegrationRecord, ServiceError> {
+        check_client_id(client_id)?;
+        let permissions = canonical_permissions(permissions)?;
+        let integration = self
+            .store
+            .set_integration_permissions(client_id, &permissions, self.clock.now())
+            .await?;
+        self.cache.invalidate_principal(&integration.id);
+        Ok(integration)
+    }
+
+    /// Deletes an integration and every token issued to it.
+    pub async fn delete_integration(&self, client_id: &str) -> Result<(), ServiceError> {
+        check_client_id(client_id)?;
+        let id = self.store.delete_integration(client_id).await?;
+        self.cache.invalidate_principal(&id);
+        Ok(())
+    }
+
+    /// The published signing keys, newest first.
+    pub async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>, ServiceError> {
+        self.keys.reload().await.map_err(key_error)?;
+        Ok(self.keys.records())
+    }
+
+    /// Makes a new key the signer.
+    pub async fn rotate_signing_key(&self) -> Result<SigningKeyRecord, ServiceError> {
+        self.keys.rotate().await.map_err(key_error)
+    }
+}
+
+fn key_error(e: super::keys::KeyError) -> ServiceError {
+    match e {
+        super::keys::KeyError::Store(e) => e.into(),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+fn check_client_id(client_id: &str) -> Result<(), ServiceError> {
+    let ok = !client_id.is_empty()
+        && client_id.len() <= MAX_CLIENT_ID
+        && client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(
+            "client_id",
+            "is not a client id identityd issued",
+        ))
+    }
+}

@@ -1,0 +1,199 @@
+//! Human passwords: argon2id on blocking threads behind a semaphore, so a flood of logins
+//! queues here instead of stalling the async workers that serve checks.
+
+use super::ServiceError;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::Semaphore;
+
+/// Fewest bytes a new password may have (NIST SP 800-63B).
+pub const MIN_PASSWORD_BYTES: usize = 8;
+/// Most bytes a password may have: bounds the work one request can cause.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl HashCost {
+    /// OWASP's recommendation (Password Storage Cheat Sheet): m=19 MiB, t=2, p=1.
+    pub const OWASP: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+}
+
+/// Why a password could not be hashed or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The cost parameters are out of argon2's range.
+    #[error("invalid argon2 parameters: {0}")]
+    Params(String),
+}
+
+/// Hashes and verifies passwords with bounded concurrency.
+pub struct Passwords {
+    argon2: Argon2<'static>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    /// Verified against when a login names no user, so both cases cost the same.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("params", self.argon2.params())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Passwords {
+    /// A hasher with `cost`, running at most `concurrency` hashes at once.
+    pub fn new(cost: HashCost, concurrency: usize) -> Result<Arc<Self>, PasswordError> {
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| PasswordError::Params(e.to_string()))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let mut random = [0u8; 32];
+        rand::fill(&mut random);
+        let dummy_hash = argon2
+            .hash_password(&random)
+            .map_err(|e| PasswordError::Params(e.to_string()))?
+            .to_string();
+        Ok(Arc::new(Self {
+            argon2,
+            permits: Semaphore::new(concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+            dummy_hash,
+        }))
+    }
+
+    /// Logins waiting for a hashing slot right now (for metrics).
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Checks a new password's length: byte-exact, never trimmed or normalised.
+    pub fn validate_new(password: &SecretString) -> Result<(), ServiceError> {
+        let len = password.expose_secret().len();
+        if !(MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&len) {
+            return Err(ServiceError::invalid(
+                "password",
+                format!("must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The argon2id PHC string of a new password.
+    pub async fn hash(self: &Arc<Self>, password: SecretString) -> Result<String, ServiceError> {
+        Self::validate_new(&password)?;
+        let this = self.clone();
+        self.run(move || {
+            this.argon2
+                .hash_password(password.expose_secret().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| ServiceError::Internal(format!("argon2: {e}")))
+        })
+        .await?
+    }
+
+    /// True when `password` matches `stored`. With no stored hash (no such user, or no
+    /// password set) a dummy hash is checked instead, so the answer takes as long.
+    pub async fn verify(
+        self: &Arc<Self>,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<bool, ServiceError> {
+        if password.expose_secret().len() > MAX_PASSWORD_BYTES {
+            return Ok(false);
+        }
+        let this = self.clone();
+        self.run(move || {
+            let known = stored.is_some();
+            let hash = stored.unwrap_or_else(|| this.dummy_hash.clone());
+            let matches = this
+                .argon2
+                .verify_password(password.expose_secret().as_bytes(), hash.as_str())
+                .is_ok();
+            known && matches
+        })
+        .await
+    }
+
+    /// Runs `work` on a blocking thread once a permit is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let _permit = permit.map_err(|_| ServiceError::Internal("hasher closed".into()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: HashCost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s)
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_byte_exact() {
+        let passwords = Passwords::new(CHEAP, 2).unwrap();
+        let hash = passwords.hash(secret("correct horse ")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        let check = |p: &str| passwords.verify(secret(p), Some(hash.clone()));
+        assert!(check("correct horse ").await.unwrap());
+        assert!(!check("correct horse").await.unwrap());
+        assert!(!check("Correct horse ").await.unwrap());
+        // No stored hash: the dummy is checked, and the answer is no.
+        assert!(!passwords.verify(secret("x"), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn length_bounds() {
+        let passwords = Passwords::new(CHEAP, 1).unwrap();
+        assert!(passwords.hash(secret("short")).await.is_err());
+        assert!(passwords.hash(secret(&"a".repeat(1025))).await.is_err());
+        assert!(passwords.hash(secret(&"é".repeat(4))).await.is_ok());
+        assert!(
+            !passwords
+                .verify(secret(&"a".repeat(2000)), Some(String::new()))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let bad = HashCost {
+            memory_kib: 1,
+            ..CHEAP
+        };
+        assert!(Passwords::new(bad, 1).is_err());
+    }
+}

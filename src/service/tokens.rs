@@ -1,0 +1,427 @@
+//! OAuth2 grants (RFC 6749), refresh-token rotation with reuse detection (RFC 9700
+//! §4.14.2) and revocation (RFC 7009).
+//!
+//! Every grant opens a session: the access tokens it yields carry the session id, and a
+//! password login's refresh tokens form one rotation family inside it. Revoking the
+//! session (explicitly, on refresh-token reuse, on a password change or when the owner
+//! is disabled) ends every token of it at once.
+
+use super::ServiceError;
+use super::cache::CheckCache;
+use super::error::OAuthError;
+use super::keys::KeyRing;
+use super::passwords::Passwords;
+use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
+use crate::domain::clock::{Clock, UnixSeconds};
+use crate::domain::names;
+use crate::domain::secret::{SecretDigest, SecretKind};
+use crate::store::{NewRefreshToken, NewSession, Store, Subject};
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+/// The client id of callers that are not integrations (e.g. a login page).
+pub const PUBLIC_CLIENT: &str = "public";
+/// Longest username-or-email the password grant looks up.
+const MAX_LOGIN: usize = names::MAX_EMAIL;
+
+/// Token lifetimes and the issuer and audience tokens are minted for.
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// Access-token lifetime in seconds.
+    pub access_ttl: UnixSeconds,
+    /// Absolute lifetime of a login session (its refresh tokens) in seconds.
+    pub refresh_ttl: UnixSeconds,
+    /// `iss` and `aud`.
+    pub policy: TokenPolicy,
+}
+
+/// An OAuth2 token request, as received. Secrets stay wrapped.
+#[derive(Debug, Default)]
+pub struct GrantRequest {
+    /// `client_credentials`, `password` or `refresh_token`.
+    pub grant_type: String,
+    /// The client, empty for the public client.
+    pub client: ClientCredentials,
+    /// Password grant: username or email.
+    pub username: String,
+    /// Password grant: the password.
+    pub password: SecretString,
+    /// Refresh grant: the refresh token and its CSRF token.
+    pub refresh: RefreshGrant,
+}
+
+/// Client id and secret as presented.
+#[derive(Debug, Default)]
+pub struct ClientCredentials {
+    /// Client id; empty or `public` for the public client.
+    pub client_id: String,
+    /// The integration's secret.
+    pub client_secret: SecretString,
+}
+
+/// A refresh token and the CSRF token that came with it.
+#[derive(Debug, Default)]
+pub struct RefreshGrant {
+    /// The refresh token.
+    pub refresh_token: SecretString,
+    /// The CSRF token; empty skips the check.
+    pub csrf_token: SecretString,
+}
+
+/// Tokens issued by a successful grant.
+#[derive(Debug)]
+pub struct Issued {
+    /// The signed access token.
+    pub access_token: SecretString,
+    /// Seconds until it expires.
+    pub expires_in: UnixSeconds,
+    /// The session the tokens belong to.
+    pub session_id: String,
+    /// For password and refresh grants.
+    pub refresh: Option<IssuedRefresh>,
+}
+
+/// A refresh token and its CSRF token.
+#[derive(Debug)]
+pub struct IssuedRefresh {
+    /// The refresh token.
+    pub refresh_token: SecretString,
+    /// The CSRF token bound to it.
+    pub csrf_token: SecretString,
+    /// Seconds until the session ends.
+    pub expires_in: UnixSeconds,
+}
+
+/// The authenticated client of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Client {
+    Public,
+    Integration { id: String, client_id: String },
+}
+
+impl Client {
+    fn client_id(&self) -> &str {
+        match self {
+            Self::Public => PUBLIC_CLIENT,
+            Self::Integration { client_id, .. } => client_id,
+        }
+    }
+}
+
+/// Issues, refreshes and revokes OAuth2 tokens.
+pub struct Tokens {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    passwords: Arc<Passwords>,
+    cache: Arc<CheckCache>,
+    clock: Arc<dyn Clock>,
+    settings: TokenSettings,
+}
+
+impl Tokens {
+    /// Builds the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        passwords: Arc<Passwords>,
+        cache: Arc<CheckCache>,
+        clock: Arc<dyn Clock>,
+        settings: TokenSettings,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            passwords,
+            cache,
+            clock,
+            settings,
+        }
+    }
+
+    /// The token endpoint: dispatches on `grant_type`.
+    pub async fn grant(&self, request: GrantRequest) -> Result<Issued, ServiceError> {
+        match request.grant_type.as_str() {
+            "client_credentials" => self.client_credentials(&request.client).await,
+            "password" => {
+                self.password(&request.client, &request.username, request.password)
+                    .await
+            }
+            "refresh_token" => self.refresh(&request.client, &request.refresh).await,
+            "" => Err(OAuthError::InvalidRequest("grant_type is required").into()),
+            _ => Err(OAuthError::UnsupportedGrantType.into()),
+        }
+    }
+
+    async fn client_credentials(&self, client: &ClientCredentials) -> Result<Issued, ServiceError> {
+        let (id, client_id) = match self.authenticate_client(client).await? {
+            // The public client has no credentials to grant on (RFC 6749 §4.4).
+            Client::Public if client.client_id.is_empty() => {
+                return Err(
+                    OAuthError::InvalidRequest("client_id and client_secret are required").into(),
+                );
+            }
+            Client::Public => return Err(OAuthError::UnauthorizedClient.into()),
+            Client::Integration { id, client_id } => (id, client_id),
+        };
+        let now = self.clock.now();
+        let session = NewSession {
+            id: new_id(),
+            subject: Subject::Integration(id.clone()),
+            client_id: client_id.clone(),
+            grant_type: "client_credentials",
+            expires_at: now + self.settings.access_ttl,
+            refresh: None,
+        };
+        // Disabled between authentication and now.
+        if !self.store.create_session(&session, None, now).await? {
+            return Err(OAuthError::InvalidClient.into());
+        }
+        tracing::info!(integration = %id, session = %session.id, "client_credentials token issued");
+        self.issue(&id, &client_id, session.id, now, None)
+    }
+
+    async fn password(
+        &self,
+        client: &ClientCredentials,
+        login: &str,
+        password: SecretString,
+    ) -> Result<Issued, ServiceError> {
+        if login.is_empty() || password.expose_secret().is_empty() {
+            return Err(OAuthError::InvalidRequest("username and password are required").into());
+        }
+        let client = self.authenticate_client(client).await?;
+        if login.len() > MAX_LOGIN {
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        let email = names::normalize_email(login).unwrap_or_default();
+        let user = self.store.find_login(login, &email).await?;
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+        // Runs argon2 even for unknown users, so neither timing nor the answer tells.
+        let matches = self.passwords.verify(password, stored.clone()).await?;
+        let (Some(user), Some(hash), true) = (user, stored, matches) else {
+            return Err(OAuthError::InvalidGrant.into());
+        };
+        if !user.active {
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        let now = self.clock.now();
+        let (refresh, issued_refresh) = self.new_refresh(now + self.settings.refresh_ttl, now);
+        let session = NewSession {
+            id: new_id(),
+            subject: Subject::User(user.id.clone()),
+            client_id: client.client_id().to_owned(),
+            grant_type: "password",
+            expires_at: now + self.settings.refresh_ttl,
+            refresh: Some(refresh),
+        };
+        // Disabled, or password changed, between the check and now.
+        if !self
+            .store
+            .create_session(&session, Some(&hash), now)
+            .await?
+        {
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        tracing::info!(user = %user.id, session = %session.id, "password login");
+        self.issue(
+            &user.id,
+            client.client_id(),
+            session.id,
+            now,
+            Some(issued_refresh),
+        )
+    }
+
+    /// Exchanges a refresh token: one use each; a second use revokes the family.
+    pub async fn refresh(
+        &self,
+        client: &ClientCredentials,
+        grant: &RefreshGrant,
+    ) -> Result<Issued, ServiceError> {
+        let presented = grant.refresh_token.expose_secret();
+        if presented.is_empty() {
+            return Err(OAuthError::InvalidRequest("refresh_token is required").into());
+        }
+        let client = self.authenticate_client(client).await?;
+        if !SecretKind::RefreshToken.matches_shape(presented) {
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        let digest = SecretDigest::of(&grant.refresh_token);
+        let Some(record) = self.store.find_refresh_token(&digest).await? else {
+            return Err(OAuthError::InvalidGrant.into());
+        };
+        let now = self.clock.now();
+        if record.used {
+            self.revoke_family(&record.session_id, now).await?;
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        let csrf = grant.csrf_token.expose_secret();
+        let csrf_ok =
+            csrf.is_empty() || SecretDigest::of(&grant.csrf_token).ct_eq(&record.csrf_digest);
+        if record.revoked
+            || record.expires_at <= now
+            || !record.user_active
+            || record.client_id != client.client_id()
+            || !csrf_ok
+        {
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        let (next, issued_refresh) = self.new_refresh(record.expires_at, now);
+        if !self.store.rotate_refresh_token(&digest, &next, now).await? {
+            // Another exchange of the same token won the race: that is reuse too.
+            self.revoke_family(&record.session_id, now).await?;
+            return Err(OAuthError::InvalidGrant.into());
+        }
+        self.issue(
+            &record.user_id,
+            &record.client_id,
+            record.session_id,
+            now,
+            Some(issued_refresh),
+        )
+    }
+
+    /// RFC 7009: ends the session of an access or refresh token. Unknown, expired and
+    /// already revoked tokens succeed without effect.
+    pub async fn revoke(
+        &self,
+        token: &SecretString,
+        hint: &str,
+        client: &ClientCredentials,
+    ) -> Result<(), ServiceError> {
+        if !matches!(hint, "" | "access_token" | "refresh_token") {
+            return Err(OAuthError::UnsupportedTokenType.into());
+        }
+        let token = token.expose_secret();
+        if token.is_empty() {
+            return Err(OAuthError::InvalidRequest("token is required").into());
+        }
+        let client = self.authenticate_client(client).await?;
+        // The token's shape says what it is; the hint is only a hint.
+        let session = if SecretKind::RefreshToken.matches_shape(token) {
+            let digest = SecretDigest::of(&SecretString::from(token));
+            self.store
+                .find_refresh_token(&digest)
+                .await?
+                .map(|r| (r.session_id, r.client_id))
+        } else if looks_like_jwt(token) {
+            match self.keys.verify(token).await {
+                Ok(claims) => self
+                    .store
+                    .find_session(&claims.sid)
+                    .await?
+                    .map(|s| (s.session_id, s.client_id)),
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let Some((session_id, owner)) = session else {
+            return Ok(());
+        };
+        // A confidential client's tokens are revoked only by that client.
+        if owner != PUBLIC_CLIENT && owner != client.client_id() {
+            return Err(OAuthError::InvalidClient.into());
+        }
+        if self
+            .store
+            .revoke_session(&session_id, self.clock.now())
+            .await?
+        {
+            tracing::info!(session = %session_id, "session revoked");
+        }
+        self.cache.invalidate_session(&session_id);
+        Ok(())
+    }
+
+    async fn revoke_family(&self, session_id: &str, now: UnixSeconds) -> Result<(), ServiceError> {
+        self.store.revoke_session(session_id, now).await?;
+        self.cache.invalidate_session(session_id);
+        tracing::warn!(session = %session_id, "refresh token reused; session revoked");
+        Ok(())
+    }
+
+    /// The public client, or the integration whose id and secret were presented.
+    async fn authenticate_client(
+        &self,
+        client: &ClientCredentials,
+    ) -> Result<Client, ServiceError> {
+        let secret = client.client_secret.expose_secret();
+        if client.client_id.is_empty() || client.client_id == PUBLIC_CLIENT {
+            if !secret.is_empty() {
+                return Err(OAuthError::InvalidClient.into());
+            }
+            return Ok(Client::Public);
+        }
+        if !SecretKind::ClientSecret.matches_shape(secret) || client.client_id.len() > 128 {
+            return Err(OAuthError::InvalidClient.into());
+        }
+        let digest = SecretDigest::of(&client.client_secret);
+        match self.store.find_client(&client.client_id).await? {
+            Some(found) if found.active && found.secret_digest.ct_eq(&digest) => {
+                Ok(Client::Integration {
+                    id: found.id,
+                    client_id: found.client_id,
+                })
+            }
+            _ => Err(OAuthError::InvalidClient.into()),
+        }
+    }
+
+    fn new_refresh(
+        &self,
+        session_end: UnixSeconds,
+        now: UnixSeconds,
+    ) -> (NewRefreshToken, IssuedRefresh) {
+        let refresh_token = SecretKind::RefreshToken.generate();
+        let csrf_token = SecretKind::CsrfToken.generate();
+        let stored = NewRefreshToken {
+            digest: SecretDigest::of(&refresh_token),
+            csrf_digest: SecretDigest::of(&csrf_token),
+        };
+        let issued = IssuedRefresh {
+            refresh_token,
+            csrf_token,
+            expires_in: session_end - now,
+        };
+        (stored, issued)
+    }
+
+    fn issue(
+        &self,
+        subject: &str,
+        client_id: &str,
+        session_id: String,
+        now: UnixSeconds,
+        refresh: Option<IssuedRefresh>,
+    ) -> Result<Issued, ServiceError> {
+        // An access token never outlives its session.
+        let session_end = refresh.as_ref().map_or(i64::MAX, |r| now + r.expires_in);
+        let exp = (now + self.settings.access_ttl).min(session_end);
+        let claims = AccessClaims {
+            iss: self.settings.policy.issuer.clone(),
+            aud: self.settings.policy.audience.clone(),
+            sub: subject.to_owned(),
+            client_id: client_id.to_owned(),
+            sid: session_id.clone(),
+            jti: new_id(),
+            iat: now,
+            nbf: now,
+            exp,
+        };
+        let access_token = self
+            .keys
+            .sign(&claims)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Issued {
+            access_token: SecretString::from(access_token),
+            expires_in: exp - now,
+            session_id,
+            refresh,
+        })
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}

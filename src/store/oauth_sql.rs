@@ -1,0 +1,652 @@
+//! The SQL of [`OAuthStore`](super::OAuthStore), shared by both backends the same way as
+//! `sql.rs`: a macro instantiated per backend, with row shapes and folding here.
+
+use super::oauth::{
+    ClientRecord, IntegrationRecord, LoginRecord, RefreshRecord, SessionPrincipal, SigningKeyRecord,
+};
+use super::{StoreError, StoreResult};
+use crate::domain::secret::SecretDigest;
+
+pub(super) const INTEGRATION_BY_CLIENT: &str = "\
+    SELECT i.id, i.client_id, i.name, i.active, i.secret_created_at, i.created_at, \
+           i.updated_at, ip.permission \
+    FROM integrations i \
+    LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
+    WHERE i.client_id = $1 ORDER BY ip.permission";
+
+pub(super) const ALL_INTEGRATIONS: &str = "\
+    SELECT i.id, i.client_id, i.name, i.active, i.secret_created_at, i.created_at, \
+           i.updated_at, ip.permission \
+    FROM integrations i \
+    LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
+    ORDER BY i.name, ip.permission";
+
+/// A session with its owner's current state and permissions: a user (through roles) or
+/// an integration (directly). One round trip on a check-cache miss.
+pub(super) const SESSION_PRINCIPAL: &str = "\
+    SELECT s.id AS session_id, s.client_id, s.revoked_at, s.expires_at, \
+           FALSE AS integration, u.id AS principal_id, u.username AS name, u.is_staff, \
+           u.active, rp.permission \
+    FROM sessions s JOIN users u ON u.id = s.user_id \
+    LEFT JOIN user_roles ur ON ur.user_id = u.id \
+    LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
+    WHERE s.id = $1 \
+    UNION ALL \
+    SELECT s.id, s.client_id, s.revoked_at, s.expires_at, \
+           TRUE, i.id, i.name, FALSE, i.active, ip.permission \
+    FROM sessions s JOIN integrations i ON i.id = s.integration_id \
+    LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
+    WHERE s.id = $1";
+
+pub(super) const REFRESH_TOKEN: &str = "\
+    SELECT r.session_id, r.csrf_digest, r.used_at, s.revoked_at, s.expires_at, s.client_id, \
+           u.id AS user_id, u.active AS user_active \
+    FROM refresh_tokens r \
+    JOIN sessions s ON s.id = r.session_id \
+    JOIN users u ON u.id = s.user_id \
+    WHERE r.digest = $1";
+
+/// Inserts a user session only while the user is active and still has the password
+/// hash that was verified: a concurrent disable or password change wins.
+pub(super) const INSERT_USER_SESSION: &str = "\
+    INSERT INTO sessions (id, user_id, client_id, grant_type, created_at, expires_at) \
+    SELECT $1, u.id, $3, $4, $5, $6 FROM users u \
+    WHERE u.id = $2 AND u.active AND u.password_hash = $7";
+
+/// Inserts an integration session only while the integration is active.
+pub(super) const INSERT_INTEGRATION_SESSION: &str = "\
+    INSERT INTO sessions (id, integration_id, client_id, grant_type, created_at, expires_at) \
+    SELECT $1, i.id, $3, $4, $5, $6 FROM integrations i \
+    WHERE i.id = $2 AND i.active";
+
+pub(super) const REVOKE_USER_SESSIONS: &str = "\
+    UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+
+pub(super) const REVOKE_INTEGRATION_SESSIONS: &str = "\
+    UPDATE sessions SET revoked_at = $2 \
+    WHERE integration_id = (SELECT id FROM integrations WHERE client_id = $1) \
+      AND revoked_at IS NULL";
+
+pub(super) const PUBLISHED_KEYS: &str = "\
+    SELECT kid, algorithm, public_key, sealed_private_key, created_at, retired_at, \
+           published_until \
+    FROM signing_keys \
+    WHERE retired_at IS NULL OR published_until > $1 \
+    ORDER BY created_at DESC, kid DESC";
+
+/// An integration joined with one of its permissions (or none).
+#[derive(sqlx::FromRow)]
+pub(super) struct IntegrationRow {
+    pub id: String,
+    pub client_id: String,
+    pub name: String,
+    pub active: bool,
+    pub secret_created_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub permission: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ClientRow {
+    pub id: String,
+    pub client_id: String,
+    pub active: bool,
+    pub secret_digest: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct LoginRow {
+    pub id: String,
+    pub active: bool,
+    pub password_hash: Option<String>,
+}
+
+/// A session's owner joined with one of its permissions (or none).
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionPrincipalRow {
+    pub session_id: String,
+    pub client_id: String,
+    pub revoked_at: Option<i64>,
+    pub expires_at: i64,
+    pub integration: bool,
+    pub principal_id: String,
+    pub name: String,
+    pub is_staff: bool,
+    pub active: bool,
+    pub permission: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RefreshRow {
+    pub session_id: String,
+    pub csrf_digest: Vec<u8>,
+    pub used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub expires_at: i64,
+    pub client_id: String,
+    pub user_id: String,
+    pub user_active: bool,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SigningKeyRow {
+    pub kid: String,
+    pub algorithm: String,
+    pub public_key: Vec<u8>,
+    pub sealed_private_key: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+    pub published_until: Option<i64>,
+}
+
+fn digest(bytes: &[u8]) -> StoreResult<SecretDigest> {
+    SecretDigest::from_slice(bytes).ok_or(StoreError::Corrupt("a digest has the wrong length"))
+}
+
+/// Folds rows ordered by integration into integrations with their permissions.
+pub(super) fn integrations(rows: Vec<IntegrationRow>) -> Vec<IntegrationRecord> {
+    let mut out: Vec<IntegrationRecord> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.id == row.id => last.permissions.extend(row.permission),
+            _ => out.push(IntegrationRecord {
+                id: row.id,
+                client_id: row.client_id,
+                name: row.name,
+                active: row.active,
+                permissions: row.permission.into_iter().collect(),
+                secret_created_at: row.secret_created_at,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            }),
+        }
+    }
+    out
+}
+
+pub(super) fn client(row: ClientRow) -> StoreResult<ClientRecord> {
+    Ok(ClientRecord {
+        id: row.id,
+        client_id: row.client_id,
+        active: row.active,
+        secret_digest: digest(&row.secret_digest)?,
+    })
+}
+
+pub(super) fn login(row: LoginRow) -> LoginRecord {
+    LoginRecord {
+        id: row.id,
+        active: row.active,
+        password_hash: row.password_hash,
+    }
+}
+
+/// Folds the rows of one session; `None` when there are none.
+pub(super) fn session_principal(rows: Vec<SessionPrincipalRow>) -> Option<SessionPrincipal> {
+    let mut rows = rows.into_iter();
+    let first = rows.next()?;
+    let mut permissions: Vec<String> = first.permission.into_iter().collect();
+    permissions.extend(rows.filter_map(|r| r.permission));
+    Some(SessionPrincipal {
+        session_id: first.session_id,
+        client_id: first.client_id,
+        revoked: first.revoked_at.is_some(),
+        expires_at: first.expires_at,
+        integration: first.integration,
+        principal_id: first.principal_id,
+        name: first.name,
+        is_staff: first.is_staff,
+        active: first.active,
+        permissions,
+    })
+}
+
+pub(super) fn refresh(row: RefreshRow) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
+        session_id: row.session_id,
+        csrf_digest: digest(&row.csrf_digest)?,
+        used: row.used_at.is_some(),
+        revoked: row.revoked_at.is_some(),
+        expires_at: row.expires_at,
+        client_id: row.client_id,
+        user_id: row.user_id,
+        user_active: row.user_active,
+    })
+}
+
+pub(super) fn signing_key(row: SigningKeyRow) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: row.kid,
+        algorithm: row.algorithm,
+        public_key: row.public_key,
+        sealed_private_key: row.sealed_private_key,
+        created_at: row.created_at,
+        retired_at: row.retired_at,
+        published_until: row.published_until,
+    }
+}
+
+/// Implements [`OAuthStore`](super::OAuthStore) for `$store` (see `sql.rs`).
+macro_rules! impl_oauth_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            async fn fetch_integration(
+                conn: &mut Conn,
+                client_id: &str,
+            ) -> StoreResult<IntegrationRecord> {
+                let rows = sqlx::query_as::<_, oauth_sql::IntegrationRow>(
+                    oauth_sql::INTEGRATION_BY_CLIENT,
+                )
+                .bind(client_id)
+                .fetch_all(&mut *conn)
+                .await?;
+                rows::one(oauth_sql::integrations(rows), || {
+                    format!("integration '{client_id}'")
+                })
+            }
+
+            async fn insert_integration_permissions(
+                conn: &mut Conn,
+                id: &str,
+                permissions: &[String],
+            ) -> StoreResult<()> {
+                for permission in permissions {
+                    sqlx::query(
+                        "INSERT INTO integration_permissions (integration_id, permission) \
+                         VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(permission)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Runs `statement` (binding client id, then `value`, then now) on one
+            /// integration, optionally revoking its sessions, and returns it.
+            async fn change_integration<'q, V>(
+                &self,
+                statement: &'static str,
+                client_id: &str,
+                value: V,
+                now: UnixSeconds,
+                revoke_sessions: bool,
+            ) -> StoreResult<IntegrationRecord>
+            where
+                V: 'q + Send + sqlx::Encode<'q, $db> + sqlx::Type<$db>,
+            {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(statement)
+                    .bind(client_id)
+                    .bind(value)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::NotFound(format!("integration '{client_id}'")));
+                }
+                if revoke_sessions {
+                    sqlx::query(oauth_sql::REVOKE_INTEGRATION_SESSIONS)
+                        .bind(client_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let integration = Self::fetch_integration(&mut tx, client_id).await?;
+                tx.commit().await?;
+                Ok(integration)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl OAuthStore for $store {
+            async fn create_integration(
+                &self,
+                new: &NewIntegration,
+                now: UnixSeconds,
+            ) -> StoreResult<IntegrationRecord> {
+                let mut tx = self.begin_write().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO integrations (id, client_id, name, active, secret_digest, \
+                         secret_created_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, TRUE, $4, $5, $5, $5)",
+                )
+                .bind(&new.id)
+                .bind(&new.client_id)
+                .bind(&new.name)
+                .bind(new.secret_digest.as_bytes())
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Err(e) if sql::violates_unique(&e, "name") => {
+                        return Err(StoreError::AlreadyExists(format!(
+                            "integration '{}'",
+                            new.name
+                        )));
+                    }
+                    other => other?,
+                };
+                Self::insert_integration_permissions(&mut tx, &new.id, &new.permissions).await?;
+                let created = Self::fetch_integration(&mut tx, &new.client_id).await?;
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn get_integration(&self, client_id: &str) -> StoreResult<IntegrationRecord> {
+                let mut conn = self.pool.acquire().await?;
+                Self::fetch_integration(&mut conn, client_id).await
+            }
+
+            async fn list_integrations(&self) -> StoreResult<Vec<IntegrationRecord>> {
+                let rows =
+                    sqlx::query_as::<_, oauth_sql::IntegrationRow>(oauth_sql::ALL_INTEGRATIONS)
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(oauth_sql::integrations(rows))
+            }
+
+            async fn rotate_integration_secret(
+                &self,
+                client_id: &str,
+                digest: &SecretDigest,
+                now: UnixSeconds,
+            ) -> StoreResult<IntegrationRecord> {
+                self.change_integration(
+                    "UPDATE integrations SET secret_digest = $2, secret_created_at = $3, \
+                         updated_at = $3 WHERE client_id = $1",
+                    client_id,
+                    digest.as_bytes().to_vec(),
+                    now,
+                    true,
+                )
+                .await
+            }
+
+            async fn set_integration_active(
+                &self,
+                client_id: &str,
+                active: bool,
+                now: UnixSeconds,
+            ) -> StoreResult<IntegrationRecord> {
+                self.change_integration(
+                    "UPDATE integrations SET active = $2, updated_at = $3 WHERE client_id = $1",
+                    client_id,
+                    active,
+                    now,
+                    !active,
+                )
+                .await
+            }
+
+            async fn set_integration_permissions(
+                &self,
+                client_id: &str,
+                permissions: &[String],
+                now: UnixSeconds,
+            ) -> StoreResult<IntegrationRecord> {
+                let mut tx = self.begin_write().await?;
+                let id = sqlx::query_scalar::<_, String>(
+                    "UPDATE integrations SET updated_at = $2 WHERE client_id = $1 RETURNING id",
+                )
+                .bind(client_id)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("integration '{client_id}'")))?;
+                sqlx::query("DELETE FROM integration_permissions WHERE integration_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_integration_permissions(&mut tx, &id, permissions).await?;
+                let integration = Self::fetch_integration(&mut tx, client_id).await?;
+                tx.commit().await?;
+                Ok(integration)
+            }
+
+            async fn delete_integration(&self, client_id: &str) -> StoreResult<String> {
+                let mut tx = self.begin_write().await?;
+                let id = sqlx::query_scalar::<_, String>(
+                    "DELETE FROM integrations WHERE client_id = $1 RETURNING id",
+                )
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("integration '{client_id}'")))?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
+                let row = sqlx::query_as::<_, oauth_sql::ClientRow>(
+                    "SELECT id, client_id, active, secret_digest FROM integrations \
+                     WHERE client_id = $1",
+                )
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(oauth_sql::client).transpose()
+            }
+
+            async fn find_login(
+                &self,
+                username: &str,
+                email: &str,
+            ) -> StoreResult<Option<LoginRecord>> {
+                // A username match wins over an email match of another user.
+                let row = sqlx::query_as::<_, oauth_sql::LoginRow>(
+                    "SELECT id, active, password_hash FROM users \
+                     WHERE username = $1 OR email = $2 \
+                     ORDER BY CASE WHEN username = $1 THEN 0 ELSE 1 END LIMIT 1",
+                )
+                .bind(username)
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(oauth_sql::login))
+            }
+
+            async fn set_password(
+                &self,
+                username: &str,
+                password_hash: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<String> {
+                let mut tx = self.begin_write().await?;
+                let id = sqlx::query_scalar::<_, String>(
+                    "UPDATE users SET password_hash = $2, password_changed_at = $3, \
+                         updated_at = $3 WHERE username = $1 RETURNING id",
+                )
+                .bind(username)
+                .bind(password_hash)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?;
+                sqlx::query(oauth_sql::REVOKE_USER_SESSIONS)
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn create_session(
+                &self,
+                session: &NewSession,
+                password_hash: Option<&str>,
+                now: UnixSeconds,
+            ) -> StoreResult<bool> {
+                let (statement, owner) = match &session.subject {
+                    Subject::User(id) => (oauth_sql::INSERT_USER_SESSION, id),
+                    Subject::Integration(id) => (oauth_sql::INSERT_INTEGRATION_SESSION, id),
+                };
+                let mut tx = self.begin_write().await?;
+                let mut insert = sqlx::query(statement)
+                    .bind(&session.id)
+                    .bind(owner)
+                    .bind(&session.client_id)
+                    .bind(session.grant_type)
+                    .bind(now)
+                    .bind(session.expires_at);
+                if let Subject::User(_) = session.subject {
+                    insert = insert.bind(password_hash);
+                }
+                let inserted = insert.execute(&mut *tx).await?;
+                if inserted.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                if let Some(refresh) = &session.refresh {
+                    Self::insert_refresh_token(&mut tx, &session.id, refresh, now).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn find_session(
+                &self,
+                session_id: &str,
+            ) -> StoreResult<Option<SessionPrincipal>> {
+                let rows = sqlx::query_as::<_, oauth_sql::SessionPrincipalRow>(
+                    oauth_sql::SESSION_PRINCIPAL,
+                )
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(oauth_sql::session_principal(rows))
+            }
+
+            async fn find_refresh_token(
+                &self,
+                digest: &SecretDigest,
+            ) -> StoreResult<Option<RefreshRecord>> {
+                let row = sqlx::query_as::<_, oauth_sql::RefreshRow>(oauth_sql::REFRESH_TOKEN)
+                    .bind(digest.as_bytes())
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(oauth_sql::refresh).transpose()
+            }
+
+            async fn rotate_refresh_token(
+                &self,
+                old: &SecretDigest,
+                new: &NewRefreshToken,
+                now: UnixSeconds,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                // The condition is re-checked under the row lock, so of two concurrent
+                // exchanges exactly one sees the token unused.
+                let session = sqlx::query_scalar::<_, String>(
+                    "UPDATE refresh_tokens SET used_at = $2 \
+                     WHERE digest = $1 AND used_at IS NULL \
+                       AND session_id IN (SELECT id FROM sessions \
+                                          WHERE revoked_at IS NULL AND expires_at > $2) \
+                     RETURNING session_id",
+                )
+                .bind(old.as_bytes())
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(session) = session else {
+                    return Ok(false);
+                };
+                Self::insert_refresh_token(&mut tx, &session, new, now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn revoke_session(
+                &self,
+                session_id: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<bool> {
+                let mut tx = self.begin_write().await?;
+                let revoked = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(session_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(revoked.rows_affected() > 0)
+            }
+
+            async fn purge_sessions(&self, before: UnixSeconds) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let purged = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(purged.rows_affected())
+            }
+
+            async fn published_signing_keys(
+                &self,
+                now: UnixSeconds,
+            ) -> StoreResult<Vec<SigningKeyRecord>> {
+                let rows = sqlx::query_as::<_, oauth_sql::SigningKeyRow>(oauth_sql::PUBLISHED_KEYS)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(oauth_sql::signing_key).collect())
+            }
+
+            async fn add_signing_key(
+                &self,
+                new: &SigningKeyRecord,
+                published_until: UnixSeconds,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                sqlx::query(
+                    "UPDATE signing_keys SET retired_at = $1, published_until = $2 \
+                     WHERE retired_at IS NULL",
+                )
+                .bind(new.created_at)
+                .bind(published_until)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, algorithm, public_key, sealed_private_key, \
+                         created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&new.kid)
+                .bind(&new.algorithm)
+                .bind(&new.public_key)
+                .bind(&new.sealed_private_key)
+                .bind(new.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+
+        impl $store {
+            async fn insert_refresh_token(
+                conn: &mut Conn,
+                session_id: &str,
+                token: &NewRefreshToken,
+                now: UnixSeconds,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (digest, session_id, csrf_digest, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(token.digest.as_bytes())
+                .bind(session_id)
+                .bind(token.csrf_digest.as_bytes())
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use impl_oauth_store;
