@@ -100,7 +100,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn bad_configuration_is_refused_with_one_clear_line() {
-    let cases: [Case; 4] = [
+    let cases: [Case; 7] = [
         (
             &["serve", "--database-url", "mysql://x/y"],
             &[],
@@ -113,6 +113,22 @@ fn bad_configuration_is_refused_with_one_clear_line() {
         ),
         (&["serve", "--realm", "a\"b"], &[], "realm"),
         (&["serve", "--listen", "localhost"], &[], "listen"),
+        // Replicas must share the master key: PostgreSQL without one is refused.
+        (
+            &["serve", "--database-url", "postgres://nobody@127.0.0.1:1/x"],
+            &[],
+            "IDENTITYD_MASTER_KEY",
+        ),
+        (
+            &["serve"],
+            &[("IDENTITYD_MASTER_KEY", "too-short")],
+            "32 bytes in base64",
+        ),
+        (
+            &["serve", "--access-token-ttl-secs", "5"],
+            &[],
+            "access-token-ttl-secs",
+        ),
     ];
     for (args, env, needle) in cases {
         let out = identityd(args, env);
@@ -131,7 +147,7 @@ fn bad_configuration_is_refused_with_one_clear_line() {
             "--db-acquire-timeout-secs",
             "1",
         ],
-        &[],
+        &[("IDENTITYD_MASTER_KEY", TEST_MASTER_KEY)],
     );
     assert!(!unreachable.status.success());
     let stderr = String::from_utf8_lossy(&unreachable.stderr);

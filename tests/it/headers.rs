@@ -220,8 +220,8 @@ async fn malformed_requests(backend: Backend) {
         identity
             .issue_token(identityd::api::pb::IssueTokenRequest::default())
             .await,
-        Code::Unimplemented,
-        "OAuth2",
+        Code::InvalidArgument,
+        "grant_type is required",
     );
     server.stop().await;
 }

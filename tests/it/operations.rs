@@ -47,7 +47,7 @@ async fn health_reports_serving(backend: Backend) {
 /// Bootstrap happens once: a second start on the same database creates nothing.
 async fn bootstrap_only_once(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let config = ServeConfig::for_url(&server.db.url).expect("config");
+    let config = test_config(&server.db.url);
     let again = server::prepare(&config, Arc::new(SystemClock))
         .await
         .expect("second prepare");

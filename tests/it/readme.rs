@@ -7,7 +7,7 @@
 //! The test also checks that the server's debug log never contains a secret.
 
 use crate::binary::RunningBinary;
-use crate::support::{Backend, TestDb};
+use crate::support::{Backend, TEST_MASTER_KEY, TestDb};
 use serde_json::Value;
 use std::process::Command;
 
@@ -96,7 +96,12 @@ fn run_walkthrough(backend: Backend) {
     require_tool("jq");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let db = rt.block_on(TestDb::new(backend));
-    let server = RunningBinary::start(&["--database-url", &db.url], &[("IDENTITYD_LOG", "debug")]);
+    // SQLite generates its master key beside the database; PostgreSQL needs one given.
+    let mut env = vec![("IDENTITYD_LOG", "debug")];
+    if backend == Backend::Postgres {
+        env.push(("IDENTITYD_MASTER_KEY", TEST_MASTER_KEY));
+    }
+    let server = RunningBinary::start(&["--database-url", &db.url], &env);
     let steps = walkthrough();
     assert!(steps.len() >= 8, "walkthrough has its steps");
 
@@ -109,7 +114,9 @@ fn run_walkthrough(backend: Backend) {
     }
     // Finally, print the credentials the walkthrough held, to check the log against them.
     script.push_str(
-        "printf 'secret:%s\\n' \"${T1:-}\" \"${T2:-}\" \"${ALICE1:-}\" \"${ALICE2:-}\"\n",
+        "printf 'secret:%s\\n' \"${T1:-}\" \"${T2:-}\" \"${ALICE1:-}\" \"${ALICE2:-}\" \
+         \"${CLIENT_SECRET:-}\" \"${MACHINE:-}\" \"${AT1:-}\" \"${RT1:-}\" \"${RT2:-}\" \
+         \"${AT3:-}\" \"${AT4:-}\"\n",
     );
     let output = Command::new("bash")
         .arg("-c")
@@ -157,7 +164,7 @@ fn run_walkthrough(backend: Backend) {
             .map(|s| s.trim_start_matches("Basic ").to_owned()),
     );
     assert!(
-        secrets.iter().filter(|s| !s.is_empty()).count() >= 6,
+        secrets.iter().filter(|s| !s.is_empty()).count() >= 13,
         "{secrets:?}"
     );
     let log = server.stop();
