@@ -4,7 +4,7 @@
 //!
 //! It only targets loopback addresses: load is never sent to another machine.
 
-use crate::api::pb::{CheckPermissionRequest, identity_client::IdentityClient};
+use crate::api::pb::{CheckPermissionRequest, IssueTokenRequest, identity_client::IdentityClient};
 use clap::{Args, ValueEnum};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
@@ -28,6 +28,22 @@ pub struct LoadgenConfig {
         default_value = ""
     )]
     pub authorization: String,
+    /// Log this user in with the password grant first and check the access token it
+    /// returns (a JWT) instead of `--authorization`. The password comes from
+    /// `IDENTITYD_LOADGEN_PASSWORD`.
+    #[arg(long)]
+    pub login: Option<String>,
+    /// The password for `--login`.
+    #[arg(
+        long,
+        env = "IDENTITYD_LOADGEN_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub password: String,
+    /// The scheme the `--login` access token is presented with.
+    #[arg(long, value_enum, default_value_t = TokenScheme::Jwt)]
+    pub login_scheme: TokenScheme,
     /// Permission each check asks for (repeatable).
     #[arg(long = "permission", default_value = "orders:read")]
     pub permissions: Vec<String>,
@@ -49,6 +65,15 @@ pub enum LoadRpc {
     Check,
     /// `grpc.health.v1.Health/Check`: the cost of a trivial RPC, as a baseline.
     Health,
+}
+
+/// Schemes an access token can be presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenScheme {
+    /// `Authorization: JWT <token>`.
+    Jwt,
+    /// `Authorization: Bearer <token>`.
+    Bearer,
 }
 
 /// What a run measured.
@@ -117,6 +142,11 @@ pub async fn drive(config: &LoadgenConfig) -> Result<Report, Box<dyn std::error:
     for _ in 0..config.connections {
         channels.push(endpoint.connect().await?);
     }
+    let mut config = config.clone();
+    if let Some(username) = &config.login {
+        config.authorization = login(&channels[0], username, &config).await?;
+    }
+    let config = &config;
     let deadline = Instant::now() + Duration::from_secs(config.duration_secs);
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
@@ -189,6 +219,29 @@ async fn worker(config: LoadgenConfig, channel: Channel, deadline: Instant) -> W
         }
     }
     result
+}
+
+/// Logs in with the password grant and returns the `Authorization` value to check.
+async fn login(
+    channel: &Channel,
+    username: &str,
+    config: &LoadgenConfig,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let issued = IdentityClient::new(channel.clone())
+        .issue_token(IssueTokenRequest {
+            grant_type: "password".into(),
+            username: username.to_owned(),
+            password: config.password.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| format!("login failed: {}", s.message()))?
+        .into_inner();
+    let scheme = match config.login_scheme {
+        TokenScheme::Jwt => "JWT",
+        TokenScheme::Bearer => "Bearer",
+    };
+    Ok(format!("{scheme} {}", issued.access_token))
 }
 
 /// Refuses any target that is not (or does not resolve only to) loopback.

@@ -5,7 +5,7 @@ use crate::support::*;
 use identityd::api::pb;
 use identityd::config::ServeConfig;
 use identityd::domain::clock::SystemClock;
-use identityd::loadgen::{LoadRpc, LoadgenConfig};
+use identityd::loadgen::{LoadRpc, LoadgenConfig, TokenScheme};
 use identityd::server;
 use sqlx::Connection;
 use std::sync::Arc;
@@ -71,6 +71,9 @@ async fn load_generator_reports(backend: Backend) {
         rpc: LoadRpc::Check,
         authorization: auth,
         permissions: vec!["orders:read".into()],
+        login: None,
+        password: String::new(),
+        login_scheme: TokenScheme::Jwt,
         concurrency: 4,
         connections: 2,
         duration_secs: 1,
@@ -84,6 +87,41 @@ async fn load_generator_reports(backend: Backend) {
         report.p50 <= report.p99 && report.p99 <= report.max,
         "{report}"
     );
+    // The same with a JWT access token from a password login.
+    server
+        .admin()
+        .await
+        .set_user_password(as_admin(
+            &server,
+            pb::SetUserPasswordRequest {
+                username: "loader".into(),
+                password: "load generator password".into(),
+            },
+        ))
+        .await
+        .expect("set password");
+    let jwt = LoadgenConfig {
+        login: Some("loader".into()),
+        password: "load generator password".into(),
+        authorization: String::new(),
+        ..config.clone()
+    };
+    let report = identityd::loadgen::drive(&jwt)
+        .await
+        .expect("drive with JWT");
+    assert!(
+        report.ok > 0 && report.allowed == report.ok && report.errors == 0,
+        "{report}"
+    );
+    let wrong = LoadgenConfig {
+        password: "wrong password".into(),
+        ..jwt
+    };
+    let refused = identityd::loadgen::drive(&wrong)
+        .await
+        .err()
+        .expect("bad login");
+    assert!(refused.to_string().contains("login failed"), "{refused}");
     config.rpc = LoadRpc::Health;
     let baseline = identityd::loadgen::drive(&config)
         .await
