@@ -34,6 +34,9 @@ pub struct AccessClaims {
     pub nbf: UnixSeconds,
     /// Expiry.
     pub exp: UnixSeconds,
+    /// Space-separated scopes (RFC 8693 §4.2); absent when the token has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// Who may accept a token: the issuer and audience identityd signs for.
@@ -123,6 +126,7 @@ mod tests {
             iat: now,
             nbf: now,
             exp: now + 600,
+            scope: None,
         }
     }
 
@@ -182,6 +186,7 @@ mod tests {
             ("aud", serde_json::json!(["identityd"])),
             ("iat", serde_json::json!(1.5)),
             ("sid", serde_json::Value::Null),
+            ("scope", serde_json::json!(["orders"])),
         ] {
             let mut bad = good.clone();
             bad[field] = value;

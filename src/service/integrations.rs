@@ -60,7 +60,8 @@ impl AdminService {
             .store
             .rotate_integration_secret(client_id, &SecretDigest::of(&secret), self.clock.now())
             .await?;
-        self.cache.invalidate_principal(&integration.id);
+        // Users' sessions it was the client of are cached under the users.
+        self.cache.invalidate_all();
         Ok((integration, secret))
     }
 
@@ -75,7 +76,8 @@ impl AdminService {
             .store
             .set_integration_active(client_id, active, self.clock.now())
             .await?;
-        self.cache.invalidate_principal(&integration.id);
+        // Users' sessions it was the client of are cached under the users.
+        self.cache.invalidate_all();
         Ok(integration)
     }
 
@@ -98,8 +100,11 @@ impl AdminService {
     /// Deletes an integration and every token issued to it.
     pub async fn delete_integration(&self, client_id: &str) -> Result<(), ServiceError> {
         check_client_id(client_id)?;
-        let id = self.store.delete_integration(client_id).await?;
-        self.cache.invalidate_principal(&id);
+        self.store
+            .delete_integration(client_id, self.clock.now())
+            .await?;
+        // Users' sessions it was the client of are cached under the users.
+        self.cache.invalidate_all();
         Ok(())
     }
 

@@ -305,7 +305,14 @@ impl Tokens {
                 .await?
                 .map(|r| (r.session_id, r.client_id))
         } else if looks_like_jwt(token) {
-            match self.keys.verify(token).await {
+            // An expired or otherwise invalid token is as good as unknown.
+            let valid = match self.keys.verify(token).await {
+                Ok(claims) => claims
+                    .check(&self.settings.policy, self.clock.now())
+                    .map(|()| claims),
+                Err(rejection) => Err(rejection),
+            };
+            match valid {
                 Ok(claims) => self
                     .store
                     .find_session(&claims.sid)
@@ -408,6 +415,7 @@ impl Tokens {
             iat: now,
             nbf: now,
             exp,
+            scope: None,
         };
         let access_token = self
             .keys

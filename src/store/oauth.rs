@@ -180,14 +180,15 @@ pub trait OAuthStore: Send + Sync + 'static {
     async fn get_integration(&self, client_id: &str) -> StoreResult<IntegrationRecord>;
     /// All integrations by name.
     async fn list_integrations(&self) -> StoreResult<Vec<IntegrationRecord>>;
-    /// Replaces the secret digest and revokes every session of the integration.
+    /// Replaces the secret digest and revokes every session of the integration, and
+    /// the users' sessions it was the client of.
     async fn rotate_integration_secret(
         &self,
         client_id: &str,
         digest: &SecretDigest,
         now: UnixSeconds,
     ) -> StoreResult<IntegrationRecord>;
-    /// Enables or disables; disabling revokes every session of the integration.
+    /// Enables or disables; disabling revokes sessions as rotation does.
     async fn set_integration_active(
         &self,
         client_id: &str,
@@ -201,8 +202,9 @@ pub trait OAuthStore: Send + Sync + 'static {
         permissions: &[String],
         now: UnixSeconds,
     ) -> StoreResult<IntegrationRecord>;
-    /// Deletes an integration and its sessions; returns its id.
-    async fn delete_integration(&self, client_id: &str) -> StoreResult<String>;
+    /// Deletes an integration and its sessions, and revokes the users' sessions it was
+    /// the client of; returns its id.
+    async fn delete_integration(&self, client_id: &str, now: UnixSeconds) -> StoreResult<String>;
     /// The integration a client id names, for client authentication.
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
 

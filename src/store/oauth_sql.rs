@@ -62,9 +62,11 @@ pub(super) const INSERT_INTEGRATION_SESSION: &str = "\
 pub(super) const REVOKE_USER_SESSIONS: &str = "\
     UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
 
+/// The integration's own sessions, and users' sessions it obtained as their client.
 pub(super) const REVOKE_INTEGRATION_SESSIONS: &str = "\
     UPDATE sessions SET revoked_at = $2 \
-    WHERE integration_id = (SELECT id FROM integrations WHERE client_id = $1) \
+    WHERE (integration_id = (SELECT id FROM integrations WHERE client_id = $1) \
+           OR client_id = $1) \
       AND revoked_at IS NULL";
 
 pub(super) const PUBLISHED_KEYS: &str = "\
@@ -406,8 +408,19 @@ macro_rules! impl_oauth_store {
                 Ok(integration)
             }
 
-            async fn delete_integration(&self, client_id: &str) -> StoreResult<String> {
+            async fn delete_integration(
+                &self,
+                client_id: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<String> {
                 let mut tx = self.begin_write().await?;
+                // Its own sessions go with it (cascade); users' sessions it was the
+                // client of must end too.
+                sqlx::query(oauth_sql::REVOKE_INTEGRATION_SESSIONS)
+                    .bind(client_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 let id = sqlx::query_scalar::<_, String>(
                     "DELETE FROM integrations WHERE client_id = $1 RETURNING id",
                 )

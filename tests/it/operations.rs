@@ -3,7 +3,6 @@
 use crate::on_both_backends;
 use crate::support::*;
 use identityd::api::pb;
-use identityd::config::ServeConfig;
 use identityd::domain::clock::SystemClock;
 use identityd::loadgen::{LoadRpc, LoadgenConfig, TokenScheme};
 use identityd::server;
@@ -119,8 +118,7 @@ async fn load_generator_reports(backend: Backend) {
     };
     let refused = identityd::loadgen::drive(&wrong)
         .await
-        .err()
-        .expect("bad login");
+        .expect_err("bad login");
     assert!(refused.to_string().contains("login failed"), "{refused}");
     config.rpc = LoadRpc::Health;
     let baseline = identityd::loadgen::drive(&config)
