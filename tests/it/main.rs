@@ -16,3 +16,4 @@ mod oauth_support;
 mod operations;
 mod readme;
 mod support;
+mod token_cache;
