@@ -148,23 +148,21 @@ fn digest(bytes: &[u8]) -> StoreResult<SecretDigest> {
 
 /// Folds rows ordered by integration into integrations with their permissions.
 pub(super) fn integrations(rows: Vec<IntegrationRow>) -> Vec<IntegrationRecord> {
-    let mut out: Vec<IntegrationRecord> = Vec::new();
-    for row in rows {
-        match out.last_mut() {
-            Some(last) if last.id == row.id => last.permissions.extend(row.permission),
-            _ => out.push(IntegrationRecord {
-                id: row.id,
-                client_id: row.client_id,
-                name: row.name,
-                active: row.active,
-                permissions: row.permission.into_iter().collect(),
-                secret_created_at: row.secret_created_at,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-            }),
-        }
-    }
-    out
+    super::rows::fold(
+        rows,
+        |r| IntegrationRecord {
+            id: r.id,
+            client_id: r.client_id,
+            name: r.name,
+            active: r.active,
+            permissions: r.permission.into_iter().collect(),
+            secret_created_at: r.secret_created_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        |i, r| i.id == r.id,
+        |i, r| i.permissions.extend(r.permission),
+    )
 }
 
 pub(super) fn client(row: ClientRow) -> StoreResult<ClientRecord> {
@@ -253,17 +251,14 @@ macro_rules! impl_oauth_store {
                 id: &str,
                 permissions: &[String],
             ) -> StoreResult<()> {
-                for permission in permissions {
-                    sqlx::query(
-                        "INSERT INTO integration_permissions (integration_id, permission) \
-                         VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(id)
-                    .bind(permission)
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(())
+                Self::insert_each(
+                    conn,
+                    "INSERT INTO integration_permissions (integration_id, permission) \
+                     VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    id,
+                    permissions,
+                )
+                .await
             }
 
             /// Runs `statement` (binding client id, then `value`, then now) on one

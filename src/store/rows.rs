@@ -39,44 +39,59 @@ pub(super) struct TokenOwnerRow {
     pub permission: Option<String>,
 }
 
-/// Folds rows ordered by user into users with their roles.
-pub(super) fn users(rows: Vec<UserRoleRow>) -> Vec<UserRecord> {
-    let mut out: Vec<UserRecord> = Vec::new();
+/// Folds rows of a one-to-many join, ordered by owner, into one record per owner:
+/// `new` starts a record from a row, `same` says whether a row belongs to the last
+/// record, and `add` adds its joined value to it.
+pub(super) fn fold<R, T>(
+    rows: Vec<R>,
+    new: impl Fn(R) -> T,
+    same: impl Fn(&T, &R) -> bool,
+    add: impl Fn(&mut T, R),
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
     for row in rows {
         match out.last_mut() {
-            Some(last) if last.id == row.id => last.roles.extend(row.role_name),
-            _ => out.push(UserRecord {
-                id: row.id,
-                username: row.username,
-                email: row.email,
-                is_staff: row.is_staff,
-                active: row.active,
-                api_access: row.api_access,
-                roles: row.role_name.into_iter().collect(),
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-            }),
+            Some(last) if same(last, &row) => add(last, row),
+            _ => out.push(new(row)),
         }
     }
     out
 }
 
+/// Folds rows ordered by user into users with their roles.
+pub(super) fn users(rows: Vec<UserRoleRow>) -> Vec<UserRecord> {
+    fold(
+        rows,
+        |r| UserRecord {
+            id: r.id,
+            username: r.username,
+            email: r.email,
+            is_staff: r.is_staff,
+            active: r.active,
+            api_access: r.api_access,
+            roles: r.role_name.into_iter().collect(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        |u, r| u.id == r.id,
+        |u, r| u.roles.extend(r.role_name),
+    )
+}
+
 /// Folds rows ordered by role into roles with their permissions.
 pub(super) fn roles(rows: Vec<RolePermissionRow>) -> Vec<RoleRecord> {
-    let mut out: Vec<RoleRecord> = Vec::new();
-    for row in rows {
-        match out.last_mut() {
-            Some(last) if last.name == row.name => last.permissions.extend(row.permission),
-            _ => out.push(RoleRecord {
-                name: row.name,
-                description: row.description,
-                permissions: row.permission.into_iter().collect(),
-                builtin: row.builtin,
-                created_at: row.created_at,
-            }),
-        }
-    }
-    out
+    fold(
+        rows,
+        |r| RoleRecord {
+            name: r.name,
+            description: r.description,
+            permissions: r.permission.into_iter().collect(),
+            builtin: r.builtin,
+            created_at: r.created_at,
+        },
+        |role, r| role.name == r.name,
+        |role, r| role.permissions.extend(r.permission),
+    )
 }
 
 /// Folds the rows of one token owner; `None` when there are none.

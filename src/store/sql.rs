@@ -62,6 +62,10 @@ pub(super) const UPDATE_USER: &str = "\
         updated_at = $6 \
     WHERE username = $1";
 
+pub(super) const INSERT_ROLE_PERMISSION: &str = "\
+    INSERT INTO role_permissions (role_name, permission) VALUES ($1, $2) \
+    ON CONFLICT DO NOTHING";
+
 /// Turns API access on with a token; only for an active user whose access is off.
 pub(super) const ENABLE_API_ACCESS: &str = "\
     UPDATE users SET api_access = TRUE, api_token_digest = $2, api_token_created_at = $3, \
@@ -172,15 +176,22 @@ macro_rules! impl_sql_store {
                 role: &str,
                 permissions: &[String],
             ) -> StoreResult<()> {
-                for permission in permissions {
-                    sqlx::query(
-                        "INSERT INTO role_permissions (role_name, permission) VALUES ($1, $2) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(role)
-                    .bind(permission)
-                    .execute(&mut *conn)
-                    .await?;
+                Self::insert_each(conn, sql::INSERT_ROLE_PERMISSION, role, permissions).await
+            }
+
+            /// Runs `statement` binding `owner` and each of `values` in turn.
+            async fn insert_each(
+                conn: &mut Conn,
+                statement: &'static str,
+                owner: &str,
+                values: &[String],
+            ) -> StoreResult<()> {
+                for value in values {
+                    sqlx::query(statement)
+                        .bind(owner)
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Ok(())
             }
