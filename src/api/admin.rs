@@ -142,6 +142,8 @@ impl admin_server::Admin for AdminApi {
     async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::User> {
         let caller = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
+        let role = self.service.get_role(&r.role).await?;
+        AdminService::require_grantable(&caller, &role.permissions)?;
         let user = self
             .service
             .set_user_role(&r.username, &r.role, true)
@@ -166,6 +168,7 @@ impl admin_server::Admin for AdminApi {
     async fn create_role(&self, request: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
         let caller = self.guard(&request, ROLES_WRITE).await?;
         let r = request.into_inner();
+        AdminService::require_grantable(&caller, &r.permissions)?;
         let role = self
             .service
             .create_role(r.name, r.description, &r.permissions)
@@ -200,6 +203,7 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::Role> {
         let caller = self.guard(&request, ROLES_WRITE).await?;
         let r = request.get_ref();
+        AdminService::require_grantable(&caller, &r.permissions)?;
         let role = self
             .service
             .set_role_permissions(&r.name, &r.permissions)
@@ -244,6 +248,7 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::CreateIntegrationResponse> {
         let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let r = request.into_inner();
+        AdminService::require_grantable(&caller, &r.permissions)?;
         let (integration, secret) = self
             .service
             .create_integration(r.name, &r.permissions)
@@ -324,6 +329,7 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::Integration> {
         let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let r = request.get_ref();
+        AdminService::require_grantable(&caller, &r.permissions)?;
         let integration = self
             .service
             .set_integration_permissions(&r.client_id, &r.permissions)

@@ -55,6 +55,9 @@ impl From<ServiceError> for Status {
                 };
                 info(code, e.message().to_owned(), e.code())
             }
+            ServiceError::Overloaded(why) => {
+                info(Code::ResourceExhausted, why.to_owned(), "overloaded")
+            }
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal failure");
                 info(Code::Internal, "internal error".into(), "internal")

@@ -132,6 +132,25 @@ impl AdminService {
         Ok(())
     }
 
+    /// Refuses to hand out administration the caller does not have: every Admin
+    /// permission that `permissions` would grant (through a role or an integration) must
+    /// be the caller's own. Business permissions are the administrator's to give.
+    pub fn require_grantable(
+        caller: &Authenticated,
+        permissions: &[String],
+    ) -> Result<(), ServiceError> {
+        for given in permissions.iter().filter_map(|p| Permission::parse(p).ok()) {
+            for admin_permission in permissions::admin::ALL {
+                let granted =
+                    Permission::parse_required(admin_permission).is_ok_and(|a| given.grants(&a));
+                if granted {
+                    Self::require(caller, admin_permission)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a user.
     pub async fn create_user(&self, req: CreateUser) -> Result<UserRecord, ServiceError> {
         names::validate_username(&req.username)

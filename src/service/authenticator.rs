@@ -105,6 +105,11 @@ impl Authenticator {
         if let Err(rejection) = claims.check(&self.policy, now) {
             return Ok(Err(rejected(rejection, scheme)));
         }
+        // Scopes are not enforced yet, and identityd issues none: a token that claims
+        // some would be granted more than it says, so it is refused (fail closed).
+        if claims.scope.is_some() {
+            return Ok(Err(AuthFailure::Invalid { scheme }));
+        }
         let read_at = self.cache.epoch();
         let Some(session) = self.store.find_session(&claims.sid).await? else {
             // Signed by us, so the session existed: its owner was deleted or it was purged.
@@ -113,8 +118,11 @@ impl Authenticator {
         if session.principal_id != claims.sub || session.client_id != claims.client_id {
             return Ok(Err(AuthFailure::Invalid { scheme }));
         }
-        if session.revoked || !session.active || session.expires_at <= now {
+        if session.revoked || !session.active {
             return Ok(Err(AuthFailure::Revoked { scheme }));
+        }
+        if session.expires_at <= now {
+            return Ok(Err(AuthFailure::Expired { scheme }));
         }
         let authenticated = Arc::new(session_principal(session, &claims, scheme));
         self.cache.fill(key, authenticated.clone(), read_at);

@@ -38,6 +38,9 @@ pub enum ServiceError {
     /// An OAuth2 request was refused (RFC 6749 §5.2, RFC 7009 §2.2.1).
     #[error("{}", .0.message())]
     OAuth(OAuthError),
+    /// Too much work is queued; the caller should retry shortly.
+    #[error("{0}")]
+    Overloaded(&'static str),
     /// Something that should not fail did; details are logged, never shown.
     #[error("internal error")]
     Internal(String),

@@ -16,7 +16,7 @@ use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -24,8 +24,10 @@ use zeroize::Zeroizing;
 pub const ALGORITHM: &str = "EdDSA";
 /// How often each replica re-reads the key set.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(30);
-/// Least time between reloads caused by unknown key ids.
-const UNKNOWN_KID_RELOAD: Duration = Duration::from_secs(1);
+/// Least time between reloads caused by unknown key ids: short, so a key another replica
+/// just started signing with is found at once; not zero, so garbage key ids cannot turn
+/// every check into a database read.
+const UNKNOWN_KID_RELOAD: Duration = Duration::from_millis(100);
 
 /// Why the key ring could not do its job.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,9 @@ pub struct KeyRing {
     /// plus one reload interval during which other replicas may still sign with it.
     retire_for: UnixSeconds,
     keys: RwLock<Arc<KeySet>>,
-    last_reload: Mutex<Instant>,
+    /// Held across a reload: reloads run one at a time, so an older key set can never
+    /// replace a newer one, and callers that need a reload wait for the running one.
+    last_reload: tokio::sync::Mutex<Instant>,
 }
 
 impl KeyRing {
@@ -107,7 +111,7 @@ impl KeyRing {
             clock,
             retire_for,
             keys: RwLock::new(Arc::new(keys)),
-            last_reload: Mutex::new(Instant::now()),
+            last_reload: tokio::sync::Mutex::new(Instant::now()),
         })
     }
 
@@ -120,6 +124,13 @@ impl KeyRing {
 
     /// Re-reads the key set from storage.
     pub async fn reload(&self) -> Result<(), KeyError> {
+        let mut last = self.last_reload.lock().await;
+        self.reload_locked().await?;
+        *last = Instant::now();
+        Ok(())
+    }
+
+    async fn reload_locked(&self) -> Result<(), KeyError> {
         let records = self.store.published_signing_keys(self.clock.now()).await?;
         if records.is_empty() {
             // Every key expired meanwhile (e.g. a long outage): keep what we have.
@@ -197,7 +208,7 @@ impl KeyRing {
         let keys = match self.current() {
             k if k.verifiers.contains_key(&kid) => k,
             _ => {
-                self.reload_for_unknown_kid().await;
+                self.reload_for_unknown_kid(&kid).await;
                 self.current()
             }
         };
@@ -207,16 +218,15 @@ impl KeyRing {
             .map_err(|_| TokenRejection::Invalid)
     }
 
-    async fn reload_for_unknown_kid(&self) {
-        let due = match self.last_reload.lock() {
-            Ok(mut last) if last.elapsed() >= UNKNOWN_KID_RELOAD => {
-                *last = Instant::now();
-                true
-            }
-            _ => false,
-        };
-        if due && let Err(e) = self.reload().await {
-            tracing::warn!(error = %e, "could not reload signing keys");
+    async fn reload_for_unknown_kid(&self, kid: &str) {
+        let mut last = self.last_reload.lock().await;
+        // A reload that finished while this caller waited may have brought the key.
+        if self.current().verifiers.contains_key(kid) || last.elapsed() < UNKNOWN_KID_RELOAD {
+            return;
+        }
+        match self.reload_locked().await {
+            Ok(()) => *last = Instant::now(),
+            Err(e) => tracing::warn!(error = %e, "could not reload signing keys"),
         }
     }
 }
@@ -249,39 +259,53 @@ fn new_key(master: &MasterKey, now: UnixSeconds) -> SigningKeyRecord {
     }
 }
 
-/// Opens the newest key for signing and builds verifiers for all.
+/// Opens every key with the master key, checks that its stored public half is its own
+/// (so a row written into the database cannot smuggle in a verifying key), and makes the
+/// newest the signer.
 fn build(master: &MasterKey, records: Vec<SigningKeyRecord>) -> Result<KeySet, KeyError> {
-    let newest = records
+    // Newest first: the newest key still signing, else the newest at all.
+    let signing_kid = records
         .iter()
         .find(|r| r.retired_at.is_none())
         .or(records.first())
+        .map(|r| r.kid.clone())
         .ok_or_else(|| KeyError::Corrupt("(none)".into()))?;
-    let seed = master
-        .open(&newest.sealed_private_key, newest.kid.as_bytes())
-        .map_err(|_: SealError| KeyError::WrongMasterKey {
-            kid: newest.kid.clone(),
-        })?;
-    let seed: &[u8; 32] = seed
-        .as_slice()
-        .try_into()
-        .map_err(|_| KeyError::Corrupt(newest.kid.clone()))?;
-    let pkcs8 = SigningKey::from_bytes(seed)
-        .to_pkcs8_der()
-        .map_err(|_| KeyError::Corrupt(newest.kid.clone()))?;
-    let signer = Signer {
-        kid: newest.kid.clone(),
-        key: EncodingKey::from_ed_der(pkcs8.as_bytes()),
-    };
     let mut verifiers = HashMap::new();
+    let mut signer = None;
     for r in &records {
-        if r.algorithm != ALGORITHM || r.public_key.len() != 32 {
+        let key = open(master, r)?;
+        if r.algorithm != ALGORITHM || key.verifying_key().to_bytes().as_slice() != r.public_key {
             return Err(KeyError::Corrupt(r.kid.clone()));
         }
         verifiers.insert(r.kid.clone(), DecodingKey::from_ed_der(&r.public_key));
+        if r.kid == signing_kid {
+            let pkcs8 = key
+                .to_pkcs8_der()
+                .map_err(|_| KeyError::Corrupt(r.kid.clone()))?;
+            signer = Some(Signer {
+                kid: r.kid.clone(),
+                key: EncodingKey::from_ed_der(pkcs8.as_bytes()),
+            });
+        }
     }
+    let signer = signer.ok_or_else(|| KeyError::Corrupt("(none)".into()))?;
     Ok(KeySet {
         signer,
         verifiers,
         records,
     })
+}
+
+/// The private key of a record, opened with the master key.
+fn open(master: &MasterKey, record: &SigningKeyRecord) -> Result<SigningKey, KeyError> {
+    let seed = master
+        .open(&record.sealed_private_key, record.kid.as_bytes())
+        .map_err(|_: SealError| KeyError::WrongMasterKey {
+            kid: record.kid.clone(),
+        })?;
+    let seed: &[u8; 32] = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| KeyError::Corrupt(record.kid.clone()))?;
+    Ok(SigningKey::from_bytes(seed))
 }

@@ -45,8 +45,9 @@ pub enum PasswordError {
 /// Hashes and verifies passwords with bounded concurrency.
 pub struct Passwords {
     argon2: Argon2<'static>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     waiting: AtomicUsize,
+    max_waiting: usize,
     /// Verified against when a login names no user, so both cases cost the same.
     dummy_hash: String,
 }
@@ -71,10 +72,12 @@ impl Passwords {
             .hash_password(&random)
             .map_err(|e| PasswordError::Params(e.to_string()))?
             .to_string();
+        let concurrency = concurrency.max(1);
         Ok(Arc::new(Self {
             argon2,
-            permits: Semaphore::new(concurrency.max(1)),
+            permits: Arc::new(Semaphore::new(concurrency)),
             waiting: AtomicUsize::new(0),
+            max_waiting: concurrency * WAITING_PER_SLOT,
             dummy_hash,
         }))
     }
@@ -132,18 +135,49 @@ impl Passwords {
         .await
     }
 
-    /// Runs `work` on a blocking thread once a permit is free.
+    /// Runs `work` on a blocking thread once a permit is free. The permit moves into the
+    /// blocking task, so a caller that gives up (a cancelled RPC) cannot free its slot
+    /// while the hash still runs. A full queue refuses at once.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ServiceError> {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        let _permit = permit.map_err(|_| ServiceError::Internal("hasher closed".into()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))
+        let permit = {
+            let _queued = Waiting::join(&self.waiting, self.max_waiting)?;
+            self.permits.clone().acquire_owned().await
+        };
+        let permit = permit.map_err(|_| ServiceError::Internal("hasher closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(format!("hashing task: {e}")))
+    }
+}
+
+/// Logins allowed to wait per hashing slot before new ones are refused.
+const WAITING_PER_SLOT: usize = 64;
+
+/// A place in the queue for a hashing slot, given back when dropped (also when the
+/// waiting RPC is cancelled).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn join(count: &'a AtomicUsize, max: usize) -> Result<Self, ServiceError> {
+        if count.fetch_add(1, Ordering::SeqCst) >= max {
+            count.fetch_sub(1, Ordering::SeqCst);
+            return Err(ServiceError::Overloaded(
+                "too many password checks are waiting; retry shortly",
+            ));
+        }
+        Ok(Self(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -186,6 +220,33 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_and_cancelled_waiters_leave_it() {
+        let passwords = Passwords::new(CHEAP, 1).unwrap();
+        let held = passwords.permits.clone().acquire_owned().await.unwrap();
+        let mut waiting = Vec::new();
+        for _ in 0..WAITING_PER_SLOT {
+            let p = passwords.clone();
+            waiting.push(tokio::spawn(
+                async move { p.verify(secret("x"), None).await },
+            ));
+        }
+        while passwords.queue_depth() < WAITING_PER_SLOT {
+            tokio::task::yield_now().await;
+        }
+        let refused = passwords.verify(secret("x"), None).await;
+        assert!(matches!(refused, Err(ServiceError::Overloaded(_))));
+        for task in &waiting {
+            task.abort();
+        }
+        for task in waiting {
+            let _ = task.await;
+        }
+        assert_eq!(passwords.queue_depth(), 0);
+        drop(held);
+        assert!(!passwords.verify(secret("x"), None).await.unwrap());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
 use crate::domain::clock::{Clock, UnixSeconds};
 use crate::domain::names;
 use crate::domain::secret::{SecretDigest, SecretKind};
-use crate::store::{NewRefreshToken, NewSession, Store, Subject};
+use crate::store::{NewRefreshToken, NewSession, SessionGuard, Store, Subject};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -96,7 +96,12 @@ pub struct IssuedRefresh {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Client {
     Public,
-    Integration { id: String, client_id: String },
+    Integration {
+        id: String,
+        client_id: String,
+        /// The secret digest that was verified, re-checked when the session is stored.
+        secret_digest: SecretDigest,
+    },
 }
 
 impl Client {
@@ -104,6 +109,16 @@ impl Client {
         match self {
             Self::Public => PUBLIC_CLIENT,
             Self::Integration { client_id, .. } => client_id,
+        }
+    }
+
+    /// What must still hold of the client when the session is stored.
+    fn guard(&self) -> Option<(String, SecretDigest)> {
+        match self {
+            Self::Public => None,
+            Self::Integration {
+                id, secret_digest, ..
+            } => Some((id.clone(), *secret_digest)),
         }
     }
 }
@@ -152,16 +167,24 @@ impl Tokens {
         }
     }
 
-    async fn client_credentials(&self, client: &ClientCredentials) -> Result<Issued, ServiceError> {
-        let (id, client_id) = match self.authenticate_client(client).await? {
+    async fn client_credentials(
+        &self,
+        presented: &ClientCredentials,
+    ) -> Result<Issued, ServiceError> {
+        let client = self.authenticate_client(presented).await?;
+        let guard = SessionGuard {
+            password_hash: None,
+            client: client.guard(),
+        };
+        let (id, client_id) = match client {
             // The public client has no credentials to grant on (RFC 6749 §4.4).
-            Client::Public if client.client_id.is_empty() => {
+            Client::Public if presented.client_id.is_empty() => {
                 return Err(
                     OAuthError::InvalidRequest("client_id and client_secret are required").into(),
                 );
             }
             Client::Public => return Err(OAuthError::UnauthorizedClient.into()),
-            Client::Integration { id, client_id } => (id, client_id),
+            Client::Integration { id, client_id, .. } => (id, client_id),
         };
         let now = self.clock.now();
         let session = NewSession {
@@ -172,8 +195,8 @@ impl Tokens {
             expires_at: now + self.settings.access_ttl,
             refresh: None,
         };
-        // Disabled between authentication and now.
-        if !self.store.create_session(&session, None, now).await? {
+        // Rotated or disabled between authentication and now.
+        if !self.store.create_session(&session, &guard, now).await? {
             return Err(OAuthError::InvalidClient.into());
         }
         tracing::info!(integration = %id, session = %session.id, "client_credentials token issued");
@@ -214,12 +237,12 @@ impl Tokens {
             expires_at: now + self.settings.refresh_ttl,
             refresh: Some(refresh),
         };
-        // Disabled, or password changed, between the check and now.
-        if !self
-            .store
-            .create_session(&session, Some(&hash), now)
-            .await?
-        {
+        let guard = SessionGuard {
+            password_hash: Some(hash),
+            client: client.guard(),
+        };
+        // Disabled, password changed, or client rotated between the checks and now.
+        if !self.store.create_session(&session, &guard, now).await? {
             return Err(OAuthError::InvalidGrant.into());
         }
         tracing::info!(user = %user.id, session = %session.id, "password login");
@@ -369,6 +392,7 @@ impl Tokens {
                 Ok(Client::Integration {
                     id: found.id,
                     client_id: found.client_id,
+                    secret_digest: found.secret_digest,
                 })
             }
             _ => Err(OAuthError::InvalidClient.into()),

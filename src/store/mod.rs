@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
-    OAuthStore, RefreshRecord, SessionPrincipal, SigningKeyRecord, Subject,
+    OAuthStore, RefreshRecord, SessionGuard, SessionPrincipal, SigningKeyRecord, Subject,
 };
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -56,8 +56,8 @@ pub struct ClientRecord {
     pub secret_digest: SecretDigest,
 }
 
-/// What the password grant needs to know about a user.
-#[derive(Debug, Clone)]
+/// What the password grant needs to know about a user. `Debug` hides the hash.
+#[derive(Clone)]
 pub struct LoginRecord {
     /// User id.
     pub id: String,
@@ -65,6 +65,29 @@ pub struct LoginRecord {
     pub active: bool,
     /// argon2id PHC string, if a password is set.
     pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for LoginRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRecord")
+            .field("id", &self.id)
+            .field("active", &self.active)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The credentials a grant checked, which must still hold when its session is created:
+/// a password change, secret rotation or disable that commits first wins.
+#[derive(Debug, Clone, Default)]
+pub struct SessionGuard {
+    /// For a user's session: the password hash that was verified.
+    pub password_hash: Option<String>,
+    /// The integration that authenticated as the client, and its verified secret digest.
+    pub client: Option<(String, SecretDigest)>,
 }
 
 /// Whom a session belongs to.
@@ -219,13 +242,15 @@ pub trait OAuthStore: Send + Sync + 'static {
         now: UnixSeconds,
     ) -> StoreResult<String>;
 
-    /// Creates a session (and its first refresh token) only while its owner is active
-    /// and, for a user, still has the password hash `password_hash` that was checked.
-    /// Returns false, creating nothing, otherwise.
+    /// Creates a session (and its first refresh token) only while everything `guard`
+    /// names still holds: the user is active with the same password hash, the client
+    /// integration is active with the same secret. It locks those rows first, so a
+    /// concurrent change either commits before (and the session is refused) or waits and
+    /// then revokes the new session. Returns false, creating nothing, when refused.
     async fn create_session(
         &self,
         session: &NewSession,
-        password_hash: Option<&str>,
+        guard: &SessionGuard,
         now: UnixSeconds,
     ) -> StoreResult<bool>;
     /// The session and its owner's current state.

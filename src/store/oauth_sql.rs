@@ -46,18 +46,22 @@ pub(super) const REFRESH_TOKEN: &str = "\
     JOIN users u ON u.id = s.user_id \
     WHERE r.digest = $1";
 
-/// Inserts a user session only while the user is active and still has the password
-/// hash that was verified: a concurrent disable or password change wins.
-pub(super) const INSERT_USER_SESSION: &str = "\
-    INSERT INTO sessions (id, user_id, client_id, grant_type, created_at, expires_at) \
-    SELECT $1, u.id, $3, $4, $5, $6 FROM users u \
-    WHERE u.id = $2 AND u.active AND u.password_hash = $7";
+/// Locks an active user whose password hash is still the verified one. A no-op update
+/// takes the row lock on PostgreSQL (SQLite's write lock is already held), so a
+/// concurrent password change or disable is ordered before or after the new session.
+pub(super) const LOCK_LOGIN_USER: &str = "\
+    UPDATE users SET updated_at = updated_at \
+    WHERE id = $1 AND active AND password_hash = $2 RETURNING id";
 
-/// Inserts an integration session only while the integration is active.
-pub(super) const INSERT_INTEGRATION_SESSION: &str = "\
-    INSERT INTO sessions (id, integration_id, client_id, grant_type, created_at, expires_at) \
-    SELECT $1, i.id, $3, $4, $5, $6 FROM integrations i \
-    WHERE i.id = $2 AND i.active";
+/// Locks an active integration whose secret is still the verified one.
+pub(super) const LOCK_CLIENT: &str = "\
+    UPDATE integrations SET updated_at = updated_at \
+    WHERE id = $1 AND active AND secret_digest = $2 RETURNING id";
+
+pub(super) const INSERT_SESSION: &str = "\
+    INSERT INTO sessions (id, user_id, integration_id, client_id, grant_type, created_at, \
+                          expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 pub(super) const REVOKE_USER_SESSIONS: &str = "\
     UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
@@ -485,28 +489,53 @@ macro_rules! impl_oauth_store {
             async fn create_session(
                 &self,
                 session: &NewSession,
-                password_hash: Option<&str>,
+                guard: &SessionGuard,
                 now: UnixSeconds,
             ) -> StoreResult<bool> {
-                let (statement, owner) = match &session.subject {
-                    Subject::User(id) => (oauth_sql::INSERT_USER_SESSION, id),
-                    Subject::Integration(id) => (oauth_sql::INSERT_INTEGRATION_SESSION, id),
-                };
                 let mut tx = self.begin_write().await?;
-                let mut insert = sqlx::query(statement)
+                if let Some((id, digest)) = &guard.client {
+                    let locked = sqlx::query_scalar::<_, String>(oauth_sql::LOCK_CLIENT)
+                        .bind(id)
+                        .bind(digest.as_bytes())
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if locked.is_none() {
+                        return Ok(false);
+                    }
+                }
+                let (user, integration) = match &session.subject {
+                    Subject::User(id) => {
+                        let Some(hash) = &guard.password_hash else {
+                            return Ok(false);
+                        };
+                        let locked = sqlx::query_scalar::<_, String>(oauth_sql::LOCK_LOGIN_USER)
+                            .bind(id)
+                            .bind(hash)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if locked.is_none() {
+                            return Ok(false);
+                        }
+                        (Some(id), None)
+                    }
+                    // Its own client: locked above, or refused.
+                    Subject::Integration(id)
+                        if guard.client.as_ref().is_some_and(|c| &c.0 == id) =>
+                    {
+                        (None, Some(id))
+                    }
+                    Subject::Integration(_) => return Ok(false),
+                };
+                sqlx::query(oauth_sql::INSERT_SESSION)
                     .bind(&session.id)
-                    .bind(owner)
+                    .bind(user)
+                    .bind(integration)
                     .bind(&session.client_id)
                     .bind(session.grant_type)
                     .bind(now)
-                    .bind(session.expires_at);
-                if let Subject::User(_) = session.subject {
-                    insert = insert.bind(password_hash);
-                }
-                let inserted = insert.execute(&mut *tx).await?;
-                if inserted.rows_affected() == 0 {
-                    return Ok(false);
-                }
+                    .bind(session.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
                 if let Some(refresh) = &session.refresh {
                     Self::insert_refresh_token(&mut tx, &session.id, refresh, now).await?;
                 }

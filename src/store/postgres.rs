@@ -5,8 +5,8 @@ use super::sql::{self, impl_sql_store};
 use super::{
     ApiTokenOwner, BuiltinRole, ClientRecord, IntegrationRecord, LoginRecord, NewIntegration,
     NewRefreshToken, NewSession, NewUser, OAuthStore, PoolSettings, RefreshRecord, RoleRecord,
-    SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject, UserPatch,
-    UserRecord, rows,
+    SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
+    UserPatch, UserRecord, rows,
 };
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;

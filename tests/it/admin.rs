@@ -388,8 +388,79 @@ async fn list_users_pages(backend: Backend) {
     server.stop().await;
 }
 
+/// Whoever hands out administration through a role or an integration must hold it: a
+/// staff user with `users:write`, `roles:write` and `integrations:write` cannot mint
+/// `keys:write`, nor make himself an admin. Business permissions are theirs to give.
+async fn administration_is_not_handed_out_by_those_without_it(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut admin = server.admin().await;
+    let ops_permissions = ["users:write", "roles:write", "integrations:write"];
+    admin
+        .create_role(as_admin(&server, role("ops", &ops_permissions)))
+        .await
+        .expect("role");
+    let ops = server.user_with_roles("ops", &["ops"], true).await;
+
+    let denied = [
+        admin
+            .create_integration(authed(
+                &ops,
+                pb::CreateIntegrationRequest {
+                    name: "sneaky".into(),
+                    permissions: vec!["keys:write".into()],
+                },
+            ))
+            .await
+            .map(|_| ()),
+        admin
+            .create_role(authed(&ops, role("sneaky", &["integrations:*"])))
+            .await
+            .map(|_| ()),
+        admin
+            .set_role_permissions(authed(
+                &ops,
+                pb::SetRolePermissionsRequest {
+                    name: "ops".into(),
+                    permissions: vec!["users:read".into()],
+                },
+            ))
+            .await
+            .map(|_| ()),
+        admin
+            .assign_role(authed(
+                &ops,
+                pb::AssignRoleRequest {
+                    username: "ops".into(),
+                    role: "admin".into(),
+                },
+            ))
+            .await
+            .map(|_| ()),
+    ];
+    for result in denied {
+        assert_status(result, Code::PermissionDenied, "missing permission");
+    }
+    // What ops holds, and business permissions, it may give.
+    admin
+        .create_role(authed(&ops, role("clerks", &["orders:*", "users:write"])))
+        .await
+        .expect("business role");
+    admin
+        .create_integration(authed(
+            &ops,
+            pb::CreateIntegrationRequest {
+                name: "billing".into(),
+                permissions: vec!["orders:read".into()],
+            },
+        ))
+        .await
+        .expect("business integration");
+    server.stop().await;
+}
+
 on_both_backends!(
     admin_mistakes,
     admin_requires_staff_and_permission,
-    list_users_pages
+    list_users_pages,
+    administration_is_not_handed_out_by_those_without_it
 );
