@@ -8,6 +8,7 @@ pub mod credentials;
 pub mod names;
 pub mod permissions;
 pub mod principal;
+pub mod scopes;
 pub mod sealing;
 pub mod secret;
 pub mod verdict;
