@@ -274,12 +274,12 @@ impl AdminService {
     ) -> Result<UserRecord, ServiceError> {
         check_username(username)?;
         let hash = self.passwords.hash(password).await?;
-        let id = self
+        let user = self
             .store
             .set_password(username, &hash, self.clock.now())
             .await?;
-        self.cache.invalidate_principal(&id);
-        Ok(self.store.get_user(username).await?)
+        self.cache.invalidate_principal(&user.id);
+        Ok(user)
     }
 
     /// Gives a user a role (`assign`) or takes it away.

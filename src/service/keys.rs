@@ -6,7 +6,9 @@
 //! rotation on their periodic reload, or at once when a token names a key id they have
 //! not seen (rate-limited, so garbage key ids cannot hammer the database).
 
-use crate::domain::access_token::{AccessClaims, TOKEN_TYPE, TokenRejection, is_access_token_type};
+use crate::domain::access_token::{
+    AccessClaims, TOKEN_TYPE, TokenPolicy, TokenRejection, is_access_token_type,
+};
 use crate::domain::clock::{Clock, UnixSeconds};
 use crate::domain::sealing::{MasterKey, SealError};
 use crate::store::{SigningKeyRecord, Store, StoreError};
@@ -216,6 +218,19 @@ impl KeyRing {
         jsonwebtoken::decode::<AccessClaims>(token, key, &signature_only())
             .map(|data| data.claims)
             .map_err(|_| TokenRejection::Invalid)
+    }
+
+    /// [`KeyRing::verify`], then the claims checked for `policy` at `now`: the one way
+    /// a presented access token is accepted.
+    pub async fn verify_checked(
+        &self,
+        token: &str,
+        policy: &TokenPolicy,
+        now: UnixSeconds,
+    ) -> Result<AccessClaims, TokenRejection> {
+        let claims = self.verify(token).await?;
+        claims.check(policy, now)?;
+        Ok(claims)
     }
 
     async fn reload_for_unknown_kid(&self, kid: &str) {

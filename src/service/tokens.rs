@@ -315,27 +315,24 @@ impl Tokens {
         if !matches!(hint, "" | "access_token" | "refresh_token") {
             return Err(OAuthError::UnsupportedTokenType.into());
         }
-        let token = token.expose_secret();
-        if token.is_empty() {
+        let text = token.expose_secret();
+        if text.is_empty() {
             return Err(OAuthError::InvalidRequest("token is required").into());
         }
         let client = self.authenticate_client(client).await?;
         // The token's shape says what it is; the hint is only a hint.
-        let session = if SecretKind::RefreshToken.matches_shape(token) {
-            let digest = SecretDigest::of(&SecretString::from(token));
+        let session = if SecretKind::RefreshToken.matches_shape(text) {
             self.store
-                .find_refresh_token(&digest)
+                .find_refresh_token(&SecretDigest::of(token))
                 .await?
                 .map(|r| (r.session_id, r.client_id))
-        } else if looks_like_jwt(token) {
+        } else if looks_like_jwt(text) {
             // An expired or otherwise invalid token is as good as unknown.
-            let valid = match self.keys.verify(token).await {
-                Ok(claims) => claims
-                    .check(&self.settings.policy, self.clock.now())
-                    .map(|()| claims),
-                Err(rejection) => Err(rejection),
-            };
-            match valid {
+            let verified = self
+                .keys
+                .verify_checked(text, &self.settings.policy, self.clock.now())
+                .await;
+            match verified {
                 Ok(claims) => self
                     .store
                     .find_session(&claims.sid)

@@ -2,7 +2,7 @@
 //! A supertrait of [`Store`](super::Store), implemented for both backends by the macro in
 //! `oauth_sql.rs`.
 
-use super::StoreResult;
+use super::{StoreResult, UserRecord};
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
 use async_trait::async_trait;
@@ -233,14 +233,13 @@ pub trait OAuthStore: Send + Sync + 'static {
 
     /// The user whose username is `username`, else whose email is `email`.
     async fn find_login(&self, username: &str, email: &str) -> StoreResult<Option<LoginRecord>>;
-    /// Sets a user's password hash and revokes every session of the user; returns the
-    /// user's id.
+    /// Sets a user's password hash and revokes every session of the user.
     async fn set_password(
         &self,
         username: &str,
         password_hash: &str,
         now: UnixSeconds,
-    ) -> StoreResult<String>;
+    ) -> StoreResult<UserRecord>;
 
     /// Creates a session (and its first refresh token) only while everything `guard`
     /// names still holds: the user is active with the same password hash, the client

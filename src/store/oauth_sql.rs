@@ -465,7 +465,7 @@ macro_rules! impl_oauth_store {
                 username: &str,
                 password_hash: &str,
                 now: UnixSeconds,
-            ) -> StoreResult<String> {
+            ) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
                 let id = sqlx::query_scalar::<_, String>(
                     "UPDATE users SET password_hash = $2, password_changed_at = $3, \
@@ -482,8 +482,9 @@ macro_rules! impl_oauth_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                let user = Self::fetch_user(&mut tx, username).await?;
                 tx.commit().await?;
-                Ok(id)
+                Ok(user)
             }
 
             async fn create_session(
