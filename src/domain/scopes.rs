@@ -4,6 +4,7 @@
 //! A scoped token's effective permissions are computed at check time as the scopes'
 //! grants ∩ the principal's current permissions; this module supplies the first half.
 
+use super::clock::UnixSeconds;
 use super::permissions::{Permission, PermissionSet};
 use std::collections::BTreeMap;
 
@@ -11,15 +12,6 @@ use std::collections::BTreeMap;
 pub const MAX_SCOPE_NAME: usize = 64;
 /// Most scopes one token may carry.
 pub const MAX_SCOPES: usize = 32;
-
-/// What a scope does besides granting permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Special {
-    /// An ordinary scope.
-    None,
-    /// The token never expires and comes without a refresh token.
-    NoExpiry,
-}
 
 /// One scope of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +26,11 @@ pub struct Scope {
     /// A scope this one makes redundant when both are asked for (`orders` supersedes
     /// `read_orders`).
     pub supersedes: Option<String>,
-    /// Special behaviour.
-    pub special: Special,
+    /// A token with this scope never expires and comes without a refresh token.
+    pub no_expiry: bool,
+    /// A non-expiring token with this scope must be regenerated this many seconds after
+    /// it was issued (`decrypt`: 90 days).
+    pub regenerate_after: Option<UnixSeconds>,
 }
 
 /// Why a request for scopes was refused. Each maps to OAuth `invalid_scope`.
@@ -194,24 +189,28 @@ impl Default for Catalog {
                 needs: read.clone(),
                 grants: read,
                 supersedes: None,
-                special: Special::None,
+                no_expiry: false,
+                regenerate_after: None,
             });
             scopes.push(Scope {
                 name: area.write.into(),
                 needs: write.clone(),
                 grants: write,
                 supersedes: Some(area.read.into()),
-                special: Special::None,
+                no_expiry: false,
+                regenerate_after: None,
             });
         }
         for (name, permissions) in SPECIALS {
             let granted = set(permissions.iter().map(|p| (*p).to_owned()));
+            let regenerate_after = (*name == "decrypt").then_some(90 * 86_400);
             scopes.push(Scope {
                 name: (*name).into(),
                 needs: granted.clone(),
                 grants: granted,
                 supersedes: None,
-                special: Special::None,
+                no_expiry: false,
+                regenerate_after,
             });
         }
         scopes.push(Scope {
@@ -219,7 +218,8 @@ impl Default for Catalog {
             needs: PermissionSet::default(),
             grants: PermissionSet::default(),
             supersedes: None,
-            special: Special::NoExpiry,
+            no_expiry: true,
+            regenerate_after: None,
         });
         Self::new(scopes)
     }
@@ -301,11 +301,20 @@ impl Catalog {
             .collect()
     }
 
-    /// True when any of `scopes` is special in the given way.
-    pub fn has_special(&self, scopes: &[String], special: Special) -> bool {
+    /// True when a token with `scopes` never expires.
+    pub fn is_no_expiry(&self, scopes: &[String]) -> bool {
         scopes
             .iter()
-            .any(|name| self.scopes.get(name).is_some_and(|s| s.special == special))
+            .any(|name| self.scopes.get(name).is_some_and(|s| s.no_expiry))
+    }
+
+    /// How long a non-expiring token with `scopes` may live before it must be
+    /// regenerated: the shortest limit among them, if any has one.
+    pub fn regenerate_after(&self, scopes: &[String]) -> Option<UnixSeconds> {
+        scopes
+            .iter()
+            .filter_map(|name| self.scopes.get(name)?.regenerate_after)
+            .min()
     }
 }
 
@@ -391,7 +400,7 @@ mod tests {
                 permission: "categories:read".into(),
             })
         );
-        assert!(catalog.has_special(&names(&["orders", "no_expiry"]), Special::NoExpiry));
-        assert!(!catalog.has_special(&names(&["orders"]), Special::NoExpiry));
+        assert!(catalog.is_no_expiry(&names(&["orders", "no_expiry"])));
+        assert!(!catalog.is_no_expiry(&names(&["orders"])));
     }
 }
