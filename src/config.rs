@@ -132,6 +132,14 @@ pub struct ServeConfig {
     /// Password hashing.
     #[command(flatten)]
     pub argon2: Argon2Config,
+    /// A scope catalog file, applied at startup when it changed since it was last
+    /// applied; without it, the stored (or built-in) catalog.
+    #[arg(long, env = "IDENTITYD_SCOPE_CATALOG")]
+    pub scope_catalog: Option<std::path::PathBuf>,
+    /// A route policy file, applied at startup when it changed since it was last
+    /// applied; without it, the stored (or built-in) policy.
+    #[arg(long, env = "IDENTITYD_ROUTE_POLICY")]
+    pub route_policy: Option<std::path::PathBuf>,
     /// Log format.
     #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -150,6 +158,8 @@ impl ServeConfig {
             tokens: TokenConfig::default(),
             master_key: MasterKeyConfig::default(),
             argon2: Argon2Config::default(),
+            scope_catalog: None,
+            route_policy: None,
             log_format: LogFormat::Text,
         })
     }

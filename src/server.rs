@@ -12,6 +12,8 @@ use crate::service::admin::AdminService;
 use crate::service::authenticator::Authenticator;
 use crate::service::bootstrap::{self, BootstrapCredentials, DEFAULT_ADMIN_USERNAME};
 use crate::service::cache::CheckCache;
+use crate::service::checks::Checker;
+use crate::service::documents::{DocumentFiles, DocumentLoadError, Documents, reload_documents};
 use crate::service::keys::{KeyError, KeyRing, RELOAD_INTERVAL};
 use crate::service::passwords::{PasswordError, Passwords};
 use crate::service::tokens::{TokenSettings, Tokens};
@@ -57,6 +59,9 @@ pub enum ServerError {
     /// The password hasher could not be set up.
     #[error("passwords: {0}")]
     Passwords(#[from] PasswordError),
+    /// The scope catalog or route policy could not be loaded.
+    #[error("{0}")]
+    Documents(#[from] DocumentLoadError),
 }
 
 /// How often sessions that ended are deleted.
@@ -72,6 +77,8 @@ pub struct Prepared {
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     authenticator: Arc<Authenticator>,
+    checker: Arc<Checker>,
+    documents: Arc<Documents>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
     realm: String,
@@ -112,13 +119,21 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         issuer: config.tokens.issuer.clone(),
         audience: config.tokens.audience.clone(),
     };
+    let files = DocumentFiles {
+        catalog: config.scope_catalog.clone(),
+        policy: config.route_policy.clone(),
+    };
+    let documents =
+        Arc::new(Documents::load(store.clone(), cache.clone(), clock.clone(), &files).await?);
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),
         cache.clone(),
         keys.clone(),
         policy.clone(),
         clock.clone(),
+        documents.clone(),
     ));
+    let checker = Arc::new(Checker::new(authenticator.clone(), documents.clone()));
     let admin = Arc::new(AdminService::new(
         store.clone(),
         cache.clone(),
@@ -133,6 +148,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         passwords,
         cache.clone(),
         clock.clone(),
+        documents.clone(),
         TokenSettings {
             access_ttl: config.tokens.access_token_ttl_secs,
             refresh_ttl: config.tokens.refresh_token_ttl_secs,
@@ -145,6 +161,8 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         keys,
         clock,
         authenticator,
+        checker,
+        documents,
         admin,
         tokens,
         realm: config.realm.clone(),
@@ -183,10 +201,12 @@ impl Prepared {
             tokio::spawn(watch_storage(self.store.clone(), health)),
             tokio::spawn(reload_keys(self.keys.clone())),
             tokio::spawn(purge_sessions(self.store.clone(), self.clock.clone())),
+            tokio::spawn(reload_documents(self.documents.clone())),
         ];
 
         let identity = IdentityApi::new(
             self.authenticator,
+            self.checker,
             self.admin.clone(),
             self.tokens,
             self.keys,
@@ -197,7 +217,7 @@ impl Prepared {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(IdentityServer::new(identity))
-            .add_service(AdminServer::new(AdminApi::new(self.admin)))
+            .add_service(AdminServer::new(AdminApi::new(self.admin, self.documents)))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
             .await;
         for task in background {

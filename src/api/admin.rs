@@ -1,14 +1,16 @@
-//! `identity.v1.Admin`: users, roles, API access, passwords, integrations and keys. Every RPC authenticates the caller
-//! from its `authorization` metadata and requires one permission before doing anything.
+//! `identity.v1.Admin`: users, roles, API access, passwords, integrations, keys, and the
+//! scope catalog and route policy. Every RPC authenticates the caller from its
+//! `authorization` metadata and requires one permission before doing anything.
 
 use super::metadata::authorization;
 use super::pb::{self, admin_server};
 use crate::domain::permissions::admin::{
-    INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE, ROLES_READ, ROLES_WRITE,
-    USERS_READ, USERS_WRITE,
+    INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE, POLICY_READ, POLICY_WRITE,
+    ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE,
 };
 use crate::domain::principal::Authenticated;
 use crate::service::admin::{AdminService, CreateUser, UpdateUser};
+use crate::service::documents::Documents;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -16,12 +18,13 @@ use tonic::{Request, Response, Status};
 /// Serves `identity.v1.Admin`.
 pub struct AdminApi {
     service: Arc<AdminService>,
+    documents: Arc<Documents>,
 }
 
 impl AdminApi {
     /// Builds the service.
-    pub fn new(service: Arc<AdminService>) -> Self {
-        Self { service }
+    pub fn new(service: Arc<AdminService>, documents: Arc<Documents>) -> Self {
+        Self { service, documents }
     }
 
     /// Authenticates the caller and requires `permission`.
@@ -371,5 +374,65 @@ impl admin_server::Admin for AdminApi {
         let key = self.service.rotate_signing_key().await?;
         audit(&caller, "rotate_signing_key", &key.kid);
         Ok(Response::new(key.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_scope_catalog(
+        &self,
+        request: Request<pb::GetScopeCatalogRequest>,
+    ) -> Reply<pb::ScopeCatalog> {
+        self.guard(&request, POLICY_READ).await?;
+        Ok(Response::new(self.documents.current().as_ref().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replace_scope_catalog(
+        &self,
+        request: Request<pb::ReplaceScopeCatalogRequest>,
+    ) -> Reply<pb::ScopeCatalog> {
+        let caller = self.guard(&request, POLICY_WRITE).await?;
+        let r = request.into_inner();
+        let next = self
+            .documents
+            .replace_catalog(&r.text, r.validate_only)
+            .await?;
+        if !r.validate_only {
+            audit(
+                &caller,
+                "replace_scope_catalog",
+                &next.catalog_version.to_string(),
+            );
+        }
+        Ok(Response::new(next.as_ref().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_route_policy(
+        &self,
+        request: Request<pb::GetRoutePolicyRequest>,
+    ) -> Reply<pb::RoutePolicy> {
+        self.guard(&request, POLICY_READ).await?;
+        Ok(Response::new(self.documents.current().as_ref().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn replace_route_policy(
+        &self,
+        request: Request<pb::ReplaceRoutePolicyRequest>,
+    ) -> Reply<pb::RoutePolicy> {
+        let caller = self.guard(&request, POLICY_WRITE).await?;
+        let r = request.into_inner();
+        let next = self
+            .documents
+            .replace_policy(&r.text, r.validate_only)
+            .await?;
+        if !r.validate_only {
+            audit(
+                &caller,
+                "replace_route_policy",
+                &next.policy_version.to_string(),
+            );
+        }
+        Ok(Response::new(next.as_ref().into()))
     }
 }

@@ -2,7 +2,9 @@
 
 use super::pb;
 use crate::domain::principal::{Principal, PrincipalKind};
+use crate::domain::route_policy::{Requirement, Uncovered};
 use crate::domain::verdict::Decision;
+use crate::service::documents::Snapshot;
 use crate::service::keys::PublicJwk;
 use crate::store::{IntegrationRecord, RoleRecord, SigningKeyRecord, UserRecord};
 
@@ -89,7 +91,7 @@ impl From<&Principal> for pb::Principal {
             scheme: p.scheme.as_str().to_owned(),
             credential_kind: p.credential_kind.as_str().to_owned(),
             credential_id: p.credential_id.clone(),
-            scopes: Vec::new(),
+            scopes: p.scopes.clone(),
             session_id: p.session_id.clone().unwrap_or_default(),
             expires_at: p.expires_at.unwrap_or_default(),
         }
@@ -101,6 +103,65 @@ pub fn verdict(d: &Decision) -> pb::Verdict {
     match d {
         Decision::Allow => pb::Verdict::Allow,
         Decision::Unauthenticated(_) => pb::Verdict::Unauthenticated,
-        Decision::MissingPermission(_) => pb::Verdict::Forbidden,
+        Decision::MissingPermission(_)
+        | Decision::InsufficientScope { .. }
+        | Decision::UncoveredRoute => pb::Verdict::Forbidden,
+    }
+}
+
+impl From<&Snapshot> for pb::ScopeCatalog {
+    fn from(s: &Snapshot) -> Self {
+        let names = |set: &crate::domain::permissions::PermissionSet| {
+            set.iter().map(ToString::to_string).collect()
+        };
+        Self {
+            text: s.catalog.source().to_owned(),
+            scopes: s
+                .catalog
+                .iter()
+                .map(|scope| pb::ScopeDefinition {
+                    name: scope.name.clone(),
+                    grants: names(&scope.grants),
+                    needs: names(&scope.needs),
+                    supersedes: scope.supersedes.clone().unwrap_or_default(),
+                    no_expiry: scope.no_expiry,
+                    regenerate_after_seconds: scope.regenerate_after.unwrap_or_default(),
+                })
+                .collect(),
+            version: s.catalog_version,
+        }
+    }
+}
+
+impl From<&Snapshot> for pb::RoutePolicy {
+    fn from(s: &Snapshot) -> Self {
+        Self {
+            text: s.policy.source().to_owned(),
+            rules: s
+                .policy
+                .rules()
+                .iter()
+                .map(|rule| pb::RouteRule {
+                    line: u32::try_from(rule.line).unwrap_or(u32::MAX),
+                    methods: rule.methods.clone().unwrap_or_default(),
+                    path: rule.pattern.clone(),
+                    requires: match &rule.requirement {
+                        Requirement::Authenticated => "authenticated".into(),
+                        Requirement::Scope(name) => format!("scope {name}"),
+                        Requirement::Permissions(required) => required
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    },
+                })
+                .collect(),
+            uncovered: match s.policy.default_action() {
+                Uncovered::Deny => "deny",
+                Uncovered::Authenticated => "authenticated",
+            }
+            .into(),
+            version: s.policy_version,
+        }
     }
 }

@@ -5,10 +5,11 @@ use super::metadata::authorization;
 use super::pb::{self, identity_server};
 use crate::domain::permissions::{Permission, admin};
 use crate::domain::principal::PrincipalKind;
-use crate::domain::verdict::{AuthFailure, Decision, decide};
+use crate::domain::verdict::{AuthFailure, Decision, insufficient_scope_challenge};
 use crate::service::ServiceError;
 use crate::service::admin::AdminService;
 use crate::service::authenticator::{Authenticator, Outcome};
+use crate::service::checks::{Checker, Target};
 use crate::service::error::OAuthError;
 use crate::service::keys::KeyRing;
 use crate::service::tokens::{ClientCredentials, GrantRequest, Issued, RefreshGrant, Tokens};
@@ -22,6 +23,7 @@ pub const MAX_CHECK_PERMISSIONS: usize = 64;
 /// Serves `identity.v1.Identity`.
 pub struct IdentityApi {
     authenticator: Arc<Authenticator>,
+    checker: Arc<Checker>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
     keys: Arc<KeyRing>,
@@ -32,6 +34,7 @@ impl IdentityApi {
     /// Builds the service; `realm` goes into every challenge.
     pub fn new(
         authenticator: Arc<Authenticator>,
+        checker: Arc<Checker>,
         admin: Arc<AdminService>,
         tokens: Arc<Tokens>,
         keys: Arc<KeyRing>,
@@ -39,6 +42,7 @@ impl IdentityApi {
     ) -> Self {
         Self {
             authenticator,
+            checker,
             admin,
             tokens,
             keys,
@@ -70,6 +74,34 @@ fn required_permissions(items: &[String]) -> Result<Vec<Permission>, ServiceErro
         .map(|s| Permission::parse_required(s))
         .collect::<Result<_, _>>()
         .map_err(|e| ServiceError::invalid("permissions", e.to_string()))
+}
+
+/// Longest HTTP method a check accepts (the route policy refuses odd ones itself).
+const MAX_METHOD: usize = 16;
+/// Longest HTTP path a check accepts.
+const MAX_PATH: usize = 8192;
+
+/// What a check asks for: permissions, or a method and path for the route policy.
+fn check_target(req: &pb::CheckPermissionRequest) -> Result<Target, ServiceError> {
+    let by_route = !req.method.is_empty() || !req.path.is_empty();
+    match (by_route, req.permissions.is_empty()) {
+        (false, _) => Ok(Target::Permissions(required_permissions(&req.permissions)?)),
+        (true, false) => Err(ServiceError::invalid(
+            "permissions",
+            "name either permissions or method and path, not both",
+        )),
+        (true, true) if req.method.is_empty() || req.path.is_empty() => Err(ServiceError::invalid(
+            "path",
+            "a route check needs both method and path",
+        )),
+        (true, true) if req.method.len() > MAX_METHOD || req.path.len() > MAX_PATH => {
+            Err(ServiceError::invalid("path", "method or path is too long"))
+        }
+        (true, true) => Ok(Target::Route {
+            method: req.method.clone(),
+            path: req.path.clone(),
+        }),
+    }
 }
 
 /// Longest value accepted in any OAuth2 request field.
@@ -113,6 +145,7 @@ fn token_response(issued: Issued) -> pb::TokenResponse {
         refresh_expires_in,
         csrf_token,
         session_id: issued.session_id,
+        scope: issued.scope,
     }
 }
 
@@ -145,7 +178,11 @@ impl identity_server::Identity for IdentityApi {
                 http_status: 200,
                 principal: Some((&a.principal).into()),
                 reason: reason.into(),
-                permissions: a.permissions.iter().map(ToString::to_string).collect(),
+                permissions: a
+                    .effective_permissions()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 ..Default::default()
             },
             Err(failure) => pb::AuthenticateResponse {
@@ -166,20 +203,9 @@ impl identity_server::Identity for IdentityApi {
         request: Request<pb::CheckPermissionRequest>,
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
         let req = request.get_ref();
-        if !req.method.is_empty() || !req.path.is_empty() {
-            return Err(ServiceError::Unimplemented(
-                "checks by method and path need the route policy, which is not implemented yet; \
-                 name the permissions instead",
-            )
-            .into());
-        }
-        let required = required_permissions(&req.permissions)?;
-        let outcome = self
-            .authenticator
-            .authenticate(&req.authorization)
-            .await
-            .map_err(ServiceError::from)?;
-        let decision = decide(outcome.as_deref().map_err(|e| *e), &required);
+        let target = check_target(req)?;
+        let checked = self.checker.check(&req.authorization, &target).await?;
+        let (outcome, decision) = (checked.outcome, checked.decision);
         log_outcome("CheckPermission", &outcome, decision.code());
         let principal = outcome.as_ref().ok().map(|a| (&a.principal).into());
         let mut response = pb::CheckPermissionResponse {
@@ -199,6 +225,21 @@ impl identity_server::Identity for IdentityApi {
                 response.missing = missing.iter().map(ToString::to_string).collect();
                 response.message = format!("missing permission {}", response.missing.join(", "));
             }
+            Decision::InsufficientScope { missing, scopes } => {
+                response.missing = missing.iter().map(ToString::to_string).collect();
+                response.message = format!(
+                    "the token's scopes do not cover {}; it needs scope {}",
+                    response.missing.join(", "),
+                    scopes.join(" ")
+                );
+                if let Ok(a) = &outcome {
+                    response.www_authenticate =
+                        insufficient_scope_challenge(a.principal.scheme, &self.realm, scopes);
+                }
+            }
+            Decision::UncoveredRoute => {
+                response.message = "no route-policy rule covers this method and path".into();
+            }
         }
         Ok(Response::new(response))
     }
@@ -210,7 +251,7 @@ impl identity_server::Identity for IdentityApi {
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let mut r = request.into_inner();
         tracing::Span::current().record("grant_type", r.grant_type.as_str());
-        if r.grant_type.len() > 64 || r.username.len() > MAX_FIELD {
+        if r.grant_type.len() > 64 || r.username.len() > MAX_FIELD || r.scope.len() > MAX_FIELD {
             return Err(
                 ServiceError::from(OAuthError::InvalidRequest("a parameter is too long")).into(),
             );
@@ -224,6 +265,7 @@ impl identity_server::Identity for IdentityApi {
                 refresh_token: secret(&mut r.refresh_token)?,
                 csrf_token: secret(&mut r.csrf_token)?,
             },
+            scope: r.scope,
         };
         let issued = self.tokens.grant(grant).await?;
         Ok(Response::new(token_response(issued)))
@@ -235,12 +277,15 @@ impl identity_server::Identity for IdentityApi {
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let mut r = request.into_inner();
+        if r.scope.len() > MAX_FIELD {
+            return Err(ServiceError::from(OAuthError::InvalidRequest("scope is too long")).into());
+        }
         let client = client(r.client_id, &mut r.client_secret)?;
         let grant = RefreshGrant {
             refresh_token: secret(&mut r.refresh_token)?,
             csrf_token: secret(&mut r.csrf_token)?,
         };
-        let issued = self.tokens.refresh(&client, &grant).await?;
+        let issued = self.tokens.refresh(&client, &grant, &r.scope).await?;
         Ok(Response::new(token_response(issued)))
     }
 

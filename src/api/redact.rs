@@ -46,6 +46,7 @@ impl fmt::Debug for pb::IssueTokenRequest {
             .field("password", &redacted(&self.password))
             .field("refresh_token", &redacted(&self.refresh_token))
             .field("csrf_token", &redacted(&self.csrf_token))
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -57,6 +58,7 @@ impl fmt::Debug for pb::RefreshTokenRequest {
             .field("client_id", &self.client_id)
             .field("client_secret", &redacted(&self.client_secret))
             .field("csrf_token", &redacted(&self.csrf_token))
+            .field("scope", &self.scope)
             .finish()
     }
 }
@@ -71,6 +73,7 @@ impl fmt::Debug for pb::TokenResponse {
             .field("refresh_expires_in", &self.refresh_expires_in)
             .field("csrf_token", &redacted(&self.csrf_token))
             .field("session_id", &self.session_id)
+            .field("scope", &self.scope)
             .finish()
     }
 }

@@ -50,10 +50,10 @@ impl From<ServiceError> for Status {
                     OAuthError::UnauthorizedClient => Code::PermissionDenied,
                     OAuthError::InvalidRequest(_)
                     | OAuthError::UnsupportedGrantType
-                    | OAuthError::InvalidScope
+                    | OAuthError::InvalidScope(_)
                     | OAuthError::UnsupportedTokenType => Code::InvalidArgument,
                 };
-                info(code, e.message().to_owned(), e.code())
+                info(code, e.message(), e.code())
             }
             ServiceError::Overloaded(why) => {
                 info(Code::ResourceExhausted, why.to_owned(), "overloaded")

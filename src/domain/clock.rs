@@ -8,6 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Seconds since the Unix epoch.
 pub type UnixSeconds = i64;
 
+/// "Never", as stored for the end of something that does not end (a non-expiring
+/// token's session). Comparisons with real times stay plain integer comparisons.
+pub const NEVER: UnixSeconds = i64::MAX;
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     /// The current time in seconds since the Unix epoch.

@@ -58,7 +58,10 @@ pub fn entries(text: &str) -> Result<Vec<Entry<'_>>, DocumentError> {
             return Err(DocumentError::at(line, "control character"));
         }
         let content = raw.split_once('#').map_or(raw, |(before, _)| before);
-        let fields: Vec<&str> = content.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+        let fields: Vec<&str> = content
+            .split([' ', '\t'])
+            .filter(|f| !f.is_empty())
+            .collect();
         if !fields.is_empty() {
             out.push(Entry { line, fields });
         }

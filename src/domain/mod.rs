@@ -9,6 +9,7 @@ pub mod document;
 pub mod names;
 pub mod permissions;
 pub mod principal;
+pub mod route_policy;
 pub mod scopes;
 pub mod sealing;
 pub mod secret;

@@ -99,6 +99,22 @@ impl PermissionSet {
         required.iter().filter(|r| !self.grants(r)).collect()
     }
 
+    /// What holding both sets grants: every permission one set holds that the other
+    /// grants (`orders:*` ∩ `orders:read` = `orders:read`).
+    pub fn intersect(&self, other: &PermissionSet) -> PermissionSet {
+        let mut out = BTreeSet::new();
+        for a in &self.0 {
+            for b in &other.0 {
+                if a.grants(b) {
+                    out.insert(b.clone());
+                } else if b.grants(a) {
+                    out.insert(a.clone());
+                }
+            }
+        }
+        Self(out)
+    }
+
     /// The held permissions, sorted.
     pub fn iter(&self) -> impl Iterator<Item = &Permission> {
         self.0.iter()
@@ -197,6 +213,10 @@ pub mod admin {
     pub const KEYS_READ: &str = "keys:read";
     /// Rotate signing keys.
     pub const KEYS_WRITE: &str = "keys:write";
+    /// See the scope catalog and the route policy.
+    pub const POLICY_READ: &str = "policy:read";
+    /// Replace the scope catalog or the route policy.
+    pub const POLICY_WRITE: &str = "policy:write";
 
     /// Every admin permission.
     pub const ALL: &[&str] = &[
@@ -208,5 +228,7 @@ pub mod admin {
         INTEGRATIONS_WRITE,
         KEYS_READ,
         KEYS_WRITE,
+        POLICY_READ,
+        POLICY_WRITE,
     ];
 }

@@ -21,6 +21,8 @@ pub enum CredentialKind {
     ApiToken,
     /// A signed access token (JWT) presented with `Bearer` or `JWT`.
     AccessToken,
+    /// An opaque non-expiring token (scope `no_expiry`) presented with `Bearer`.
+    NonExpiringToken,
 }
 
 impl CredentialKind {
@@ -29,6 +31,7 @@ impl CredentialKind {
         match self {
             Self::ApiToken => "api_token",
             Self::AccessToken => "access_token",
+            Self::NonExpiringToken => "non_expiring_token",
         }
     }
 }
@@ -52,8 +55,11 @@ pub struct Principal {
     pub credential_id: String,
     /// The session an access token belongs to.
     pub session_id: Option<String>,
-    /// When the credential expires, if it does.
+    /// When the credential stops working, if it does: expiry, or for a non-expiring
+    /// token that must be regenerated, the deadline.
     pub expires_at: Option<UnixSeconds>,
+    /// Scopes the credential was issued with; empty when unscoped.
+    pub scopes: Vec<String>,
 }
 
 /// A successfully authenticated credential: the principal and its effective permissions,
@@ -62,6 +68,19 @@ pub struct Principal {
 pub struct Authenticated {
     /// Who.
     pub principal: Principal,
-    /// What they may do.
+    /// What the principal itself may do.
     pub permissions: Arc<PermissionSet>,
+    /// For a scoped credential: the most its scopes allow. What it may do is this ∩
+    /// `permissions`; `None` means unscoped (all of `permissions`).
+    pub scope_ceiling: Option<Arc<PermissionSet>>,
+}
+
+impl Authenticated {
+    /// What the credential may do: the principal's permissions, narrowed by its scopes.
+    pub fn effective_permissions(&self) -> PermissionSet {
+        match &self.scope_ceiling {
+            Some(ceiling) => self.permissions.intersect(ceiling),
+            None => (*self.permissions).clone(),
+        }
+    }
 }

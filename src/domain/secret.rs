@@ -27,6 +27,8 @@ pub enum SecretKind {
     RefreshToken,
     /// A CSRF token bound to a refresh token.
     CsrfToken,
+    /// A non-expiring access token (scope `no_expiry`): opaque and stored, under Bearer.
+    NonExpiringToken,
 }
 
 impl SecretKind {
@@ -37,6 +39,7 @@ impl SecretKind {
             Self::ClientSecret => "idt_cs_",
             Self::RefreshToken => "idt_rt_",
             Self::CsrfToken => "idt_csrf_",
+            Self::NonExpiringToken => "idt_nx_",
         }
     }
 

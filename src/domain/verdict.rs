@@ -2,7 +2,7 @@
 //! challenge RFC 7617 / RFC 6750 prescribe.
 
 use super::credentials::{ParseError, Scheme};
-use super::permissions::Permission;
+use super::permissions::{Permission, PermissionSet};
 use super::principal::Authenticated;
 
 /// Why a credential was not accepted (a 401).
@@ -26,6 +26,12 @@ pub enum AuthFailure {
     },
     /// A genuine credential whose lifetime is over.
     Expired {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+    },
+    /// A non-expiring token past the date by which it had to be regenerated (tokens
+    /// with `decrypt`: every 90 days).
+    RegenerationRequired {
         /// The scheme it was presented with.
         scheme: Scheme,
     },
@@ -57,6 +63,7 @@ impl AuthFailure {
             Self::Invalid { .. } => "invalid_credentials",
             Self::Expired { .. } => "expired",
             Self::Revoked { .. } => "revoked",
+            Self::RegenerationRequired { .. } => "regeneration_required",
         }
     }
 
@@ -69,6 +76,9 @@ impl AuthFailure {
             Self::Invalid { .. } => "the credentials are not valid",
             Self::Expired { .. } => "the credentials have expired",
             Self::Revoked { .. } => "the credentials have been revoked",
+            Self::RegenerationRequired { .. } => {
+                "the token is past its regeneration date; issue a new one"
+            }
         }
     }
 
@@ -93,9 +103,10 @@ impl AuthFailure {
             Self::Malformed {
                 scheme: Some(s), ..
             } => bearer(s, "invalid_request"),
-            Self::Invalid { scheme } | Self::Expired { scheme } | Self::Revoked { scheme } => {
-                bearer(scheme, "invalid_token")
-            }
+            Self::Invalid { scheme }
+            | Self::Expired { scheme }
+            | Self::Revoked { scheme }
+            | Self::RegenerationRequired { scheme } => bearer(scheme, "invalid_token"),
         }
     }
 }
@@ -107,8 +118,19 @@ pub enum Decision {
     Allow,
     /// No valid credential.
     Unauthenticated(AuthFailure),
-    /// Valid credential, but these required permissions are not granted.
+    /// Valid credential, but the principal does not hold these required permissions.
     MissingPermission(Vec<Permission>),
+    /// The principal holds every required permission, but the credential's scopes do
+    /// not cover these.
+    InsufficientScope {
+        /// The required permissions the scopes do not cover.
+        missing: Vec<Permission>,
+        /// Scopes that would cover them, for the challenge.
+        scopes: Vec<String>,
+    },
+    /// Valid credential, but no route-policy rule covers the request and uncovered
+    /// routes are denied.
+    UncoveredRoute,
 }
 
 impl Decision {
@@ -117,7 +139,9 @@ impl Decision {
         match self {
             Self::Allow => 200,
             Self::Unauthenticated(_) => 401,
-            Self::MissingPermission(_) => 403,
+            Self::MissingPermission(_) | Self::InsufficientScope { .. } | Self::UncoveredRoute => {
+                403
+            }
         }
     }
 
@@ -127,34 +151,57 @@ impl Decision {
             Self::Allow => "ok",
             Self::Unauthenticated(f) => f.code(),
             Self::MissingPermission(_) => "missing_permission",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::UncoveredRoute => "uncovered_route",
         }
     }
 }
 
-/// Decides a check from the authentication outcome and the permissions required.
-pub fn decide(authn: Result<&Authenticated, AuthFailure>, required: &[Permission]) -> Decision {
-    match authn {
-        Err(failure) => Decision::Unauthenticated(failure),
-        Ok(a) => {
-            let missing: Vec<Permission> = a
-                .permissions
-                .missing(required)
-                .into_iter()
-                .cloned()
-                .collect();
+/// The `WWW-Authenticate` value for a 403 `insufficient_scope` (RFC 6750 §3.1).
+pub fn insufficient_scope_challenge(scheme: Scheme, realm: &str, scopes: &[String]) -> String {
+    format!(
+        "{} realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
+        scheme.as_str(),
+        scopes.join(" ")
+    )
+}
+
+/// Decides a check from the authentication outcome and the permissions required. What
+/// the principal lacks is `missing_permission`; what it holds but the credential's scopes
+/// do not cover is `insufficient_scope`, naming the scopes `scopes_for` suggests.
+pub fn decide(
+    authn: Result<&Authenticated, AuthFailure>,
+    required: &[Permission],
+    scopes_for: impl FnOnce(&[Permission]) -> Vec<String>,
+) -> Decision {
+    let a = match authn {
+        Err(failure) => return Decision::Unauthenticated(failure),
+        Ok(a) => a,
+    };
+    let lacking = |held: &PermissionSet| -> Vec<Permission> {
+        held.missing(required).into_iter().cloned().collect()
+    };
+    let missing = lacking(&a.permissions);
+    if !missing.is_empty() {
+        return Decision::MissingPermission(missing);
+    }
+    match &a.scope_ceiling {
+        Some(ceiling) => {
+            let missing = lacking(ceiling);
             if missing.is_empty() {
                 Decision::Allow
             } else {
-                Decision::MissingPermission(missing)
+                let scopes = scopes_for(&missing);
+                Decision::InsufficientScope { missing, scopes }
             }
         }
+        None => Decision::Allow,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::permissions::PermissionSet;
     use crate::domain::principal::{CredentialKind, Principal, PrincipalKind};
     use std::sync::Arc;
 
@@ -174,8 +221,10 @@ mod tests {
                 credential_id: "api_token:u1".into(),
                 session_id: None,
                 expires_at: None,
+                scopes: Vec::new(),
             },
             permissions: Arc::new(perms.iter().map(|s| p(s)).collect::<PermissionSet>()),
+            scope_ceiling: None,
         }
     }
 
@@ -220,12 +269,51 @@ mod tests {
             ),
         ];
         for (authn, required, status, code) in rows {
-            let d = decide(authn, &required);
+            let d = decide(authn, &required, |_| Vec::new());
             assert_eq!((d.http_status(), d.code()), (status, code), "{d:?}");
         }
         assert_eq!(
-            decide(Ok(&reader), &[p("orders:write")]),
+            decide(Ok(&reader), &[p("orders:write")], |_| Vec::new()),
             Decision::MissingPermission(vec![p("orders:write")])
+        );
+    }
+
+    #[test]
+    fn scopes_narrow_what_the_principal_holds() {
+        let mut clerk = user_with(&["orders:*", "products:read"]);
+        clerk.scope_ceiling = Some(Arc::new(
+            [p("orders:read"), p("order_statuses:read")]
+                .into_iter()
+                .collect(),
+        ));
+        let suggest = |missing: &[Permission]| missing.iter().map(|m| format!("for {m}")).collect();
+        assert_eq!(
+            decide(Ok(&clerk), &[p("orders:read")], suggest),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(Ok(&clerk), &[p("orders:read"), p("orders:write")], suggest),
+            Decision::InsufficientScope {
+                missing: vec![p("orders:write")],
+                scopes: vec!["for orders:write".into()],
+            }
+        );
+        // What the principal itself lacks is reported as such, whatever the scopes.
+        assert_eq!(
+            decide(Ok(&clerk), &[p("customers:read")], suggest),
+            Decision::MissingPermission(vec![p("customers:read")])
+        );
+        assert_eq!(
+            clerk
+                .effective_permissions()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["orders:read"]
+        );
+        assert_eq!(
+            insufficient_scope_challenge(Scheme::Bearer, "identityd", &["orders".into()]),
+            r#"Bearer realm="identityd", error="insufficient_scope", scope="orders""#
         );
     }
 

@@ -2,13 +2,19 @@
 //!
 //! The credential's scheme and shape decide how it is checked, never trial and error:
 //! `Basic` carries a username and API token; `Bearer` and `JWT` carry a signed access
-//! token. A warm check is one cache lookup; a cold one verifies the signature once and
-//! reads the session and its owner's permissions in one round trip.
+//! token; `Bearer` also carries non-expiring tokens (`idt_nx_…`). A warm check is one
+//! cache lookup; a cold one verifies the signature once (or looks the opaque token up by
+//! digest) and reads the session and its owner's permissions in one round trip.
+//!
+//! A scoped credential's entry also holds what its scopes grant under the catalog in
+//! force; replacing the catalog empties the cache.
 
 use super::cache::CheckCache;
+use super::documents::Documents;
 use super::keys::KeyRing;
-use crate::domain::access_token::{AccessClaims, TokenPolicy, TokenRejection, looks_like_jwt};
-use crate::domain::clock::Clock;
+use crate::domain::access_token::{TokenPolicy, TokenRejection, looks_like_jwt};
+use crate::domain::clock::NEVER;
+use crate::domain::clock::{Clock, UnixSeconds};
 use crate::domain::credentials::{Credential, Scheme, parse_authorization};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::principal::{Authenticated, CredentialKind, Principal, PrincipalKind};
@@ -28,17 +34,19 @@ pub struct Authenticator {
     keys: Arc<KeyRing>,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
+    documents: Arc<Documents>,
 }
 
 impl Authenticator {
     /// An authenticator over `store`, filling `cache`, verifying access tokens with
-    /// `keys` for `policy`.
+    /// `keys` for `policy`, reading scopes by the catalog in `documents`.
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<CheckCache>,
         keys: Arc<KeyRing>,
         policy: TokenPolicy,
         clock: Arc<dyn Clock>,
+        documents: Arc<Documents>,
     ) -> Self {
         Self {
             store,
@@ -46,6 +54,7 @@ impl Authenticator {
             keys,
             policy,
             clock,
+            documents,
         }
     }
 
@@ -75,6 +84,12 @@ impl Authenticator {
             Credential::Token { scheme, token } if looks_like_jwt(token.expose_secret()) => {
                 self.access_token(scheme, &token).await
             }
+            Credential::Token {
+                scheme: Scheme::Bearer,
+                token,
+            } if SecretKind::NonExpiringToken.matches_shape(token.expose_secret()) => {
+                self.non_expiring_token(&token).await
+            }
             Credential::Token { scheme, .. } => Ok(Err(AuthFailure::Invalid { scheme })),
         }
     }
@@ -92,11 +107,8 @@ impl Authenticator {
             token.expose_secret().as_bytes(),
         ]);
         let now = self.clock.now();
-        if let Some(hit) = self.cache.get(&key) {
-            if hit.principal.expires_at.is_some_and(|exp| exp > now) {
-                return Ok(Ok(hit));
-            }
-            self.cache.invalidate(&key);
+        if let Some(hit) = self.live_hit(&key, now) {
+            return Ok(Ok(hit));
         }
         let verified = self
             .keys
@@ -120,9 +132,98 @@ impl Authenticator {
         if session.expires_at <= now {
             return Ok(Err(AuthFailure::Expired { scheme }));
         }
-        let authenticated = Arc::new(session_principal(session, &claims, scheme));
+        let credential = SessionCredential {
+            scheme,
+            kind: CredentialKind::AccessToken,
+            id: format!("access_token:{}", claims.jti),
+            expires_at: claims.exp,
+            scopes: claims.scope.as_deref(),
+        };
+        let authenticated = Arc::new(self.session_principal(session, credential));
         self.cache.fill(key, authenticated.clone(), read_at);
         Ok(Ok(authenticated))
+    }
+
+    /// Checks a non-expiring token: cache first, else the session it is stored as.
+    async fn non_expiring_token(&self, token: &SecretString) -> Result<Outcome, StoreError> {
+        let scheme = Scheme::Bearer;
+        let digest = SecretDigest::of(token);
+        let now = self.clock.now();
+        if let Some(hit) = self.live_hit(&digest, now) {
+            return Ok(Ok(hit));
+        }
+        let read_at = self.cache.epoch();
+        let Some(session) = self.store.find_token_session(&digest).await? else {
+            return Ok(Err(AuthFailure::Invalid { scheme }));
+        };
+        if session.revoked || !session.active {
+            return Ok(Err(AuthFailure::Revoked { scheme }));
+        }
+        if session.regenerate_at.is_some_and(|at| at <= now) {
+            return Ok(Err(AuthFailure::RegenerationRequired { scheme }));
+        }
+        if session.expires_at <= now {
+            return Ok(Err(AuthFailure::Expired { scheme }));
+        }
+        let scopes = session.scopes.clone();
+        let credential = SessionCredential {
+            scheme,
+            kind: CredentialKind::NonExpiringToken,
+            id: format!("non_expiring_token:{}", digest.short_id()),
+            // When it must be regenerated; never otherwise.
+            expires_at: session.regenerate_at.unwrap_or(NEVER),
+            scopes: Some(&scopes),
+        };
+        let authenticated = Arc::new(self.session_principal(session, credential));
+        self.cache.fill(digest, authenticated.clone(), read_at);
+        Ok(Ok(authenticated))
+    }
+
+    /// A cached entry still within its lifetime. An entry past it is dropped, so the
+    /// slow path reports why (expired, or regeneration required).
+    fn live_hit(&self, key: &SecretDigest, now: UnixSeconds) -> Option<Arc<Authenticated>> {
+        let hit = self.cache.get(key)?;
+        if hit.principal.expires_at.is_none_or(|at| at > now) {
+            return Some(hit);
+        }
+        self.cache.invalidate(key);
+        None
+    }
+
+    /// The principal behind a session, with what its scopes grant under the catalog in
+    /// force.
+    fn session_principal(
+        &self,
+        session: SessionPrincipal,
+        credential: SessionCredential<'_>,
+    ) -> Authenticated {
+        let kind = if session.integration {
+            PrincipalKind::Integration
+        } else {
+            PrincipalKind::User
+        };
+        let scopes: Option<Vec<String>> = credential
+            .scopes
+            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
+        let scope_ceiling = scopes
+            .as_ref()
+            .map(|names| Arc::new(self.documents.current().catalog.grants(names)));
+        Authenticated {
+            principal: Principal {
+                kind,
+                id: session.principal_id,
+                name: session.name,
+                is_staff: session.is_staff,
+                scheme: credential.scheme,
+                credential_kind: credential.kind,
+                credential_id: credential.id,
+                session_id: Some(session.session_id),
+                expires_at: (credential.expires_at != NEVER).then_some(credential.expires_at),
+                scopes: scopes.unwrap_or_default(),
+            },
+            permissions: stored_permissions(&session.permissions),
+            scope_ceiling,
+        }
     }
 
     /// The valid API token with this digest, from the cache or the store.
@@ -164,30 +265,15 @@ fn stored_permissions(stored: &[String]) -> Arc<PermissionSet> {
     )
 }
 
-fn session_principal(
-    session: SessionPrincipal,
-    claims: &AccessClaims,
+/// How a session-backed credential was presented, for its principal.
+struct SessionCredential<'a> {
     scheme: Scheme,
-) -> Authenticated {
-    let kind = if session.integration {
-        PrincipalKind::Integration
-    } else {
-        PrincipalKind::User
-    };
-    Authenticated {
-        principal: Principal {
-            kind,
-            id: session.principal_id,
-            name: session.name,
-            is_staff: session.is_staff,
-            scheme,
-            credential_kind: CredentialKind::AccessToken,
-            credential_id: format!("access_token:{}", claims.jti),
-            session_id: Some(session.session_id),
-            expires_at: Some(claims.exp),
-        },
-        permissions: stored_permissions(&session.permissions),
-    }
+    kind: CredentialKind,
+    id: String,
+    /// When it stops working; [`NEVER`] for never.
+    expires_at: UnixSeconds,
+    /// Its scopes, space-separated; `None` when unscoped.
+    scopes: Option<&'a str>,
 }
 
 fn api_token_principal(owner: ApiTokenOwner, digest: &SecretDigest) -> Authenticated {
@@ -202,7 +288,9 @@ fn api_token_principal(owner: ApiTokenOwner, digest: &SecretDigest) -> Authentic
             credential_id: format!("api_token:{}", digest.short_id()),
             session_id: None,
             expires_at: None,
+            scopes: Vec::new(),
         },
         permissions: stored_permissions(&owner.permissions),
+        scope_ceiling: None,
     }
 }

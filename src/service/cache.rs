@@ -149,8 +149,10 @@ mod tests {
                 credential_id: String::new(),
                 session_id: None,
                 expires_at: None,
+                scopes: Vec::new(),
             },
             permissions: Arc::default(),
+            scope_ceiling: None,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The service layer's one error type. `api::status` maps it to gRPC in one place.
 
+use crate::domain::scopes::ScopeError;
 use crate::domain::verdict::AuthFailure;
 use crate::store::StoreError;
 
@@ -48,7 +49,7 @@ pub enum ServiceError {
 
 /// The OAuth2 error codes. Messages are generic on purpose: they never tell which part
 /// of a credential was wrong, or whether a user or client exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OAuthError {
     /// A parameter is missing, repeated or malformed; the text names it.
     InvalidRequest(&'static str),
@@ -61,29 +62,30 @@ pub enum OAuthError {
     UnauthorizedClient,
     /// The grant type is not supported.
     UnsupportedGrantType,
-    /// A requested scope is invalid or exceeds what the requester holds.
-    InvalidScope,
+    /// A requested scope is unknown, or needs a permission the requester lacks. Names
+    /// the scope: which scopes exist is no secret, and the requester knows what it holds.
+    InvalidScope(ScopeError),
     /// RevokeToken was given a token type hint it does not know.
     UnsupportedTokenType,
 }
 
 impl OAuthError {
     /// The RFC's error code, sent as the `ErrorInfo` reason.
-    pub fn code(self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidClient => "invalid_client",
             Self::InvalidGrant => "invalid_grant",
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
+            Self::InvalidScope(_) => "invalid_scope",
             Self::UnsupportedTokenType => "unsupported_token_type",
         }
     }
 
     /// The message sent with it.
-    pub fn message(self) -> &'static str {
-        match self {
+    pub fn message(&self) -> String {
+        let text = match self {
             Self::InvalidRequest(detail) => detail,
             Self::InvalidClient => "client authentication failed",
             Self::InvalidGrant => "the grant is invalid, expired or revoked",
@@ -91,11 +93,12 @@ impl OAuthError {
             Self::UnsupportedGrantType => {
                 "grant_type must be client_credentials, password or refresh_token"
             }
-            Self::InvalidScope => "a requested scope is invalid or not available",
+            Self::InvalidScope(e) => return e.to_string(),
             Self::UnsupportedTokenType => {
                 "token_type_hint must be access_token, refresh_token or empty"
             }
-        }
+        };
+        text.to_owned()
     }
 }
 

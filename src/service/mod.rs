@@ -5,6 +5,8 @@ pub mod admin;
 pub mod authenticator;
 pub mod bootstrap;
 pub mod cache;
+pub mod checks;
+pub mod documents;
 pub mod error;
 pub mod integrations;
 pub mod keys;

@@ -5,15 +5,24 @@
 //! password login's refresh tokens form one rotation family inside it. Revoking the
 //! session (explicitly, on refresh-token reuse, on a password change or when the owner
 //! is disabled) ends every token of it at once.
+//!
+//! A grant may ask for scopes: each must be in the catalog and its needs held by the
+//! requester. The session keeps the granted scopes; a refresh may narrow them, never
+//! widen. With a `no_expiry` scope the grant yields an opaque, stored token instead of a
+//! signed one: its session is the token, it never expires (unless a scope such as
+//! `decrypt` sets a regeneration deadline), and it comes without a refresh token.
 
 use super::ServiceError;
 use super::cache::CheckCache;
+use super::documents::Documents;
 use super::error::OAuthError;
 use super::keys::KeyRing;
 use super::passwords::Passwords;
 use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
-use crate::domain::clock::{Clock, UnixSeconds};
+use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::names;
+use crate::domain::permissions::Permission;
+use crate::domain::scopes::{Catalog, ScopeError};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{NewRefreshToken, NewSession, SessionGuard, Store, Subject};
 use secrecy::{ExposeSecret, SecretString};
@@ -48,6 +57,8 @@ pub struct GrantRequest {
     pub password: SecretString,
     /// Refresh grant: the refresh token and its CSRF token.
     pub refresh: RefreshGrant,
+    /// Requested scopes, space-separated (RFC 6749 §3.3); empty for none.
+    pub scope: String,
 }
 
 /// Client id and secret as presented.
@@ -71,10 +82,12 @@ pub struct RefreshGrant {
 /// Tokens issued by a successful grant.
 #[derive(Debug)]
 pub struct Issued {
-    /// The signed access token.
+    /// The access token: signed, or opaque for a non-expiring token.
     pub access_token: SecretString,
-    /// Seconds until it expires.
+    /// Seconds until it expires (or must be regenerated); 0 for never.
     pub expires_in: UnixSeconds,
+    /// The granted scopes, normalised and space-separated; empty when unscoped.
+    pub scope: String,
     /// The session the tokens belong to.
     pub session_id: String,
     /// For password and refresh grants.
@@ -130,7 +143,38 @@ pub struct Tokens {
     passwords: Arc<Passwords>,
     cache: Arc<CheckCache>,
     clock: Arc<dyn Clock>,
+    documents: Arc<Documents>,
     settings: TokenSettings,
+}
+
+/// Scopes a grant was allowed.
+#[derive(Debug, Default)]
+struct Granted {
+    /// Normalised names; empty when unscoped.
+    names: Vec<String>,
+    /// One of them makes the token non-expiring.
+    no_expiry: bool,
+    /// The shortest regeneration deadline among them, for a non-expiring token.
+    regenerate_after: Option<UnixSeconds>,
+}
+
+impl Granted {
+    fn of(catalog: &Catalog, names: Vec<String>) -> Self {
+        Self {
+            no_expiry: catalog.is_no_expiry(&names),
+            regenerate_after: catalog.regenerate_after(&names),
+            names,
+        }
+    }
+
+    fn joined(&self) -> String {
+        self.names.join(" ")
+    }
+}
+
+/// The names in a space-separated scope parameter.
+fn scope_names(scope: &str) -> Vec<String> {
+    scope.split_ascii_whitespace().map(str::to_owned).collect()
 }
 
 impl Tokens {
@@ -141,6 +185,7 @@ impl Tokens {
         passwords: Arc<Passwords>,
         cache: Arc<CheckCache>,
         clock: Arc<dyn Clock>,
+        documents: Arc<Documents>,
         settings: TokenSettings,
     ) -> Self {
         Self {
@@ -149,6 +194,7 @@ impl Tokens {
             passwords,
             cache,
             clock,
+            documents,
             settings,
         }
     }
@@ -156,12 +202,18 @@ impl Tokens {
     /// The token endpoint: dispatches on `grant_type`.
     pub async fn grant(&self, request: GrantRequest) -> Result<Issued, ServiceError> {
         match request.grant_type.as_str() {
-            "client_credentials" => self.client_credentials(&request.client).await,
-            "password" => {
-                self.password(&request.client, &request.username, request.password)
+            "client_credentials" => {
+                self.client_credentials(&request.client, &request.scope)
                     .await
             }
-            "refresh_token" => self.refresh(&request.client, &request.refresh).await,
+            "password" => {
+                let login = (request.username.as_str(), request.password);
+                self.password(&request.client, login, &request.scope).await
+            }
+            "refresh_token" => {
+                self.refresh(&request.client, &request.refresh, &request.scope)
+                    .await
+            }
             "" => Err(OAuthError::InvalidRequest("grant_type is required").into()),
             _ => Err(OAuthError::UnsupportedGrantType.into()),
         }
@@ -170,6 +222,7 @@ impl Tokens {
     async fn client_credentials(
         &self,
         presented: &ClientCredentials,
+        scope: &str,
     ) -> Result<Issued, ServiceError> {
         let client = self.authenticate_client(presented).await?;
         let guard = SessionGuard {
@@ -186,28 +239,30 @@ impl Tokens {
             Client::Public => return Err(OAuthError::UnauthorizedClient.into()),
             Client::Integration { id, client_id, .. } => (id, client_id),
         };
+        let subject = Subject::Integration(id.clone());
+        let granted = self.obtainable(&subject, scope).await?;
         let now = self.clock.now();
-        let session = NewSession {
-            id: new_id(),
-            subject: Subject::Integration(id.clone()),
-            client_id: client_id.clone(),
-            grant_type: "client_credentials",
-            expires_at: now + self.settings.access_ttl,
-            refresh: None,
-        };
+        let (session, opaque) = self.new_session(
+            subject,
+            &client_id,
+            "client_credentials",
+            &granted,
+            None,
+            now,
+        );
         // Rotated or disabled between authentication and now.
         if !self.store.create_session(&session, &guard, now).await? {
             return Err(OAuthError::InvalidClient.into());
         }
-        tracing::info!(integration = %id, session = %session.id, "client_credentials token issued");
-        self.issue(&id, &client_id, session.id, now, None)
+        tracing::info!(integration = %id, session = %session.id, scope = %session.scopes, "client_credentials token issued");
+        self.issue_for(&session, &id, opaque, None, now)
     }
 
     async fn password(
         &self,
         client: &ClientCredentials,
-        login: &str,
-        password: SecretString,
+        (login, password): (&str, SecretString),
+        scope: &str,
     ) -> Result<Issued, ServiceError> {
         if login.is_empty() || password.expose_secret().is_empty() {
             return Err(OAuthError::InvalidRequest("username and password are required").into());
@@ -227,16 +282,20 @@ impl Tokens {
         if !user.active {
             return Err(OAuthError::InvalidGrant.into());
         }
+        let subject = Subject::User(user.id.clone());
+        let granted = self.obtainable(&subject, scope).await?;
         let now = self.clock.now();
-        let (refresh, issued_refresh) = self.new_refresh(now + self.settings.refresh_ttl, now);
-        let session = NewSession {
-            id: new_id(),
-            subject: Subject::User(user.id.clone()),
-            client_id: client.client_id().to_owned(),
-            grant_type: "password",
-            expires_at: now + self.settings.refresh_ttl,
-            refresh: Some(refresh),
-        };
+        // A non-expiring token has no refresh token: there is nothing to refresh.
+        let refresh =
+            (!granted.no_expiry).then(|| self.new_refresh(now + self.settings.refresh_ttl, now));
+        let (session, opaque) = self.new_session(
+            subject,
+            client.client_id(),
+            "password",
+            &granted,
+            refresh.as_ref().map(|(stored, _)| *stored),
+            now,
+        );
         let guard = SessionGuard {
             password_hash: Some(hash),
             client: client.guard(),
@@ -245,14 +304,144 @@ impl Tokens {
         if !self.store.create_session(&session, &guard, now).await? {
             return Err(OAuthError::InvalidGrant.into());
         }
-        tracing::info!(user = %user.id, session = %session.id, "password login");
-        self.issue(
-            &user.id,
-            client.client_id(),
-            session.id,
-            now,
-            Some(issued_refresh),
-        )
+        tracing::info!(user = %user.id, session = %session.id, scope = %session.scopes, "password login");
+        let issued_refresh = refresh.map(|(_, issued)| issued);
+        self.issue_for(&session, &user.id, opaque, issued_refresh, now)
+    }
+
+    /// The scopes asked for, normalised, once the subject is known to hold what each
+    /// needs (its permissions as they are now).
+    async fn obtainable(&self, subject: &Subject, scope: &str) -> Result<Granted, ServiceError> {
+        let documents = self.documents.current();
+        let catalog = &documents.catalog;
+        let names = catalog
+            .normalize(&scope_names(scope))
+            .map_err(OAuthError::InvalidScope)?;
+        if names.is_empty() {
+            return Ok(Granted::default());
+        }
+        let held = self
+            .store
+            .subject_permissions(subject)
+            .await?
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect();
+        catalog
+            .check_obtainable(&names, &held)
+            .map_err(OAuthError::InvalidScope)?;
+        Ok(Granted::of(catalog, names))
+    }
+
+    /// The scopes a refresh asks for: those granted before when it names none, else a
+    /// subset of them (a write scope's grant covers its read scope). An unscoped session
+    /// may narrow to scopes the user holds. Never a non-expiring token.
+    async fn refreshed_scopes(
+        &self,
+        user_id: &str,
+        granted: &str,
+        scope: &str,
+    ) -> Result<Granted, ServiceError> {
+        let documents = self.documents.current();
+        let catalog = &documents.catalog;
+        let granted = scope_names(granted);
+        if scope.trim().is_empty() {
+            return Ok(Granted::of(catalog, granted));
+        }
+        let asked = if granted.is_empty() {
+            self.obtainable(&Subject::User(user_id.to_owned()), scope)
+                .await?
+                .names
+        } else {
+            let asked = catalog
+                .normalize(&scope_names(scope))
+                .map_err(OAuthError::InvalidScope)?;
+            let covered = |name: &String| {
+                granted.contains(name)
+                    || granted.iter().any(|g| {
+                        catalog
+                            .get(g)
+                            .is_some_and(|s| s.supersedes.as_ref() == Some(name))
+                    })
+            };
+            if let Some(wider) = asked.iter().find(|n| !covered(n)) {
+                return Err(OAuthError::InvalidScope(ScopeError::NotGranted(wider.clone())).into());
+            }
+            asked
+        };
+        let next = Granted::of(catalog, asked);
+        if let Some(name) = next
+            .names
+            .iter()
+            .find(|n| catalog.is_no_expiry(std::slice::from_ref(n)))
+        {
+            return Err(OAuthError::InvalidScope(ScopeError::NotGranted(name.clone())).into());
+        }
+        Ok(next)
+    }
+
+    /// A session for a grant: with a non-expiring token, the session is the token, and
+    /// the token is returned alongside.
+    fn new_session(
+        &self,
+        subject: Subject,
+        client_id: &str,
+        grant_type: &'static str,
+        granted: &Granted,
+        refresh: Option<NewRefreshToken>,
+        now: UnixSeconds,
+    ) -> (NewSession, Option<SecretString>) {
+        let opaque = granted
+            .no_expiry
+            .then(|| SecretKind::NonExpiringToken.generate());
+        let expires_at = match (&opaque, grant_type) {
+            (Some(_), _) => NEVER,
+            (None, "password") => now + self.settings.refresh_ttl,
+            (None, _) => now + self.settings.access_ttl,
+        };
+        let session = NewSession {
+            id: new_id(),
+            subject,
+            client_id: client_id.to_owned(),
+            grant_type,
+            expires_at,
+            refresh,
+            scopes: granted.joined(),
+            token_digest: opaque.as_ref().map(SecretDigest::of),
+            regenerate_at: opaque
+                .as_ref()
+                .and(granted.regenerate_after)
+                .map(|after| now + after),
+        };
+        (session, opaque)
+    }
+
+    /// The response for a stored session: its non-expiring token, or a signed one.
+    fn issue_for(
+        &self,
+        session: &NewSession,
+        subject: &str,
+        opaque: Option<SecretString>,
+        refresh: Option<IssuedRefresh>,
+        now: UnixSeconds,
+    ) -> Result<Issued, ServiceError> {
+        match opaque {
+            Some(token) => Ok(Issued {
+                access_token: token,
+                expires_in: session.regenerate_at.map_or(0, |at| at - now),
+                scope: session.scopes.clone(),
+                session_id: session.id.clone(),
+                refresh: None,
+            }),
+            None => self.issue(
+                subject,
+                &session.client_id,
+                session.id.clone(),
+                &session.scopes,
+                now,
+                refresh,
+            ),
+        }
     }
 
     /// Exchanges a refresh token: one use each; a second use revokes the family.
@@ -260,6 +449,7 @@ impl Tokens {
         &self,
         client: &ClientCredentials,
         grant: &RefreshGrant,
+        scope: &str,
     ) -> Result<Issued, ServiceError> {
         let presented = grant.refresh_token.expose_secret();
         if presented.is_empty() {
@@ -289,8 +479,16 @@ impl Tokens {
         {
             return Err(OAuthError::InvalidGrant.into());
         }
+        let granted = self
+            .refreshed_scopes(&record.user_id, &record.scopes, scope)
+            .await?;
+        let scopes = granted.joined();
         let (next, issued_refresh) = self.new_refresh(record.expires_at, now);
-        if !self.store.rotate_refresh_token(&digest, &next, now).await? {
+        if !self
+            .store
+            .rotate_refresh_token(&digest, &next, &scopes, now)
+            .await?
+        {
             // Another exchange of the same token won the race: that is reuse too.
             self.revoke_family(&record.session_id, now).await?;
             return Err(OAuthError::InvalidGrant.into());
@@ -299,6 +497,7 @@ impl Tokens {
             &record.user_id,
             &record.client_id,
             record.session_id,
+            &scopes,
             now,
             Some(issued_refresh),
         )
@@ -326,6 +525,11 @@ impl Tokens {
                 .find_refresh_token(&SecretDigest::of(token))
                 .await?
                 .map(|r| (r.session_id, r.client_id))
+        } else if SecretKind::NonExpiringToken.matches_shape(text) {
+            self.store
+                .find_token_session(&SecretDigest::of(token))
+                .await?
+                .map(|s| (s.session_id, s.client_id))
         } else if looks_like_jwt(text) {
             // An expired or otherwise invalid token is as good as unknown.
             let verified = self
@@ -401,6 +605,7 @@ impl Tokens {
         session_end: UnixSeconds,
         now: UnixSeconds,
     ) -> (NewRefreshToken, IssuedRefresh) {
+        // Only the digests are stored; the tokens go to the caller once.
         let refresh_token = SecretKind::RefreshToken.generate();
         let csrf_token = SecretKind::CsrfToken.generate();
         let stored = NewRefreshToken {
@@ -420,6 +625,7 @@ impl Tokens {
         subject: &str,
         client_id: &str,
         session_id: String,
+        scope: &str,
         now: UnixSeconds,
         refresh: Option<IssuedRefresh>,
     ) -> Result<Issued, ServiceError> {
@@ -436,7 +642,7 @@ impl Tokens {
             iat: now,
             nbf: now,
             exp,
-            scope: None,
+            scope: (!scope.is_empty()).then(|| scope.to_owned()),
         };
         let access_token = self
             .keys
@@ -445,6 +651,7 @@ impl Tokens {
         Ok(Issued {
             access_token: SecretString::from(access_token),
             expires_in: exp - now,
+            scope: scope.to_owned(),
             session_id,
             refresh,
         })

@@ -4,6 +4,7 @@
 //! connecting, migrations and how a write transaction begins. Every change is one
 //! transaction, so nothing the service has acknowledged is ever half-applied.
 
+mod documents;
 mod oauth;
 mod oauth_sql;
 mod postgres;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use documents::{DocumentRecord, DocumentStore};
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
     OAuthStore, RefreshRecord, SessionGuard, SessionPrincipal, SigningKeyRecord, Subject,
@@ -146,7 +148,7 @@ pub struct BuiltinRole {
 /// Persistent state of identityd. Implementations must make every method that changes
 /// state a single transaction.
 #[async_trait]
-pub trait Store: OAuthStore {
+pub trait Store: OAuthStore + DocumentStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// One cheap round trip: is the database reachable?

@@ -123,6 +123,12 @@ pub struct NewSession {
     pub expires_at: UnixSeconds,
     /// The first refresh token, for grants that have one.
     pub refresh: Option<NewRefreshToken>,
+    /// Granted scopes, normalised and space-separated; empty when unscoped.
+    pub scopes: String,
+    /// For a non-expiring token: its digest (the session is the token).
+    pub token_digest: Option<SecretDigest>,
+    /// For a non-expiring token that must be regenerated: when it stops working.
+    pub regenerate_at: Option<UnixSeconds>,
 }
 
 /// What the credential behind a session may do: loaded on a check-cache miss.
@@ -136,6 +142,10 @@ pub struct SessionPrincipal {
     pub revoked: bool,
     /// Absolute end.
     pub expires_at: UnixSeconds,
+    /// Granted scopes, space-separated; empty when unscoped.
+    pub scopes: String,
+    /// For a non-expiring token that must be regenerated: when it stops working.
+    pub regenerate_at: Option<UnixSeconds>,
     /// True for an integration, false for a user.
     pub integration: bool,
     /// User or integration id.
@@ -165,6 +175,8 @@ pub struct RefreshRecord {
     pub expires_at: UnixSeconds,
     /// The client the session was issued to.
     pub client_id: String,
+    /// The session's granted scopes, space-separated.
+    pub scopes: String,
     /// The user who owns the session (refresh tokens are only issued to users).
     pub user_id: String,
     /// Whether that user is active.
@@ -254,21 +266,30 @@ pub trait OAuthStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The session and its owner's current state.
     async fn find_session(&self, session_id: &str) -> StoreResult<Option<SessionPrincipal>>;
+    /// The session of a non-expiring token, by the token's digest.
+    async fn find_token_session(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<SessionPrincipal>>;
+    /// The current permissions of a user (through roles) or an integration.
+    async fn subject_permissions(&self, subject: &Subject) -> StoreResult<Vec<String>>;
     /// A refresh token by digest, with its session.
     async fn find_refresh_token(&self, digest: &SecretDigest)
     -> StoreResult<Option<RefreshRecord>>;
-    /// Marks `old` used and stores `new` in the same session, only if `old` was unused
-    /// and its session is live. Returns false, changing nothing, otherwise: at most one of
-    /// several concurrent exchanges of one token wins.
+    /// Marks `old` used, stores `new` in the same session and sets the session's scopes
+    /// to `scopes` (a refresh may narrow them), only if `old` was unused and its session
+    /// is live. Returns false, changing nothing, otherwise: at most one of several
+    /// concurrent exchanges of one token wins.
     async fn rotate_refresh_token(
         &self,
         old: &SecretDigest,
         new: &NewRefreshToken,
+        scopes: &str,
         now: UnixSeconds,
     ) -> StoreResult<bool>;
     /// Revokes a session. Returns false when it was unknown or already revoked.
     async fn revoke_session(&self, session_id: &str, now: UnixSeconds) -> StoreResult<bool>;
-    /// Deletes sessions that ended before `before`; returns how many.
+    /// Deletes sessions that expired or were revoked before `before`; returns how many.
     async fn purge_sessions(&self, before: UnixSeconds) -> StoreResult<u64>;
 
     /// Keys still published at `now` (signing, or retired but not yet past

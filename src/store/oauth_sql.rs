@@ -22,25 +22,45 @@ pub(super) const ALL_INTEGRATIONS: &str = "\
     ORDER BY i.name, ip.permission";
 
 /// A session with its owner's current state and permissions: a user (through roles) or
-/// an integration (directly). One round trip on a check-cache miss.
-pub(super) const SESSION_PRINCIPAL: &str = "\
-    SELECT s.id AS session_id, s.client_id, s.revoked_at, s.expires_at, \
-           FALSE AS integration, u.id AS principal_id, u.username AS name, u.is_staff, \
-           u.active, rp.permission \
-    FROM sessions s JOIN users u ON u.id = s.user_id \
-    LEFT JOIN user_roles ur ON ur.user_id = u.id \
-    LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
-    WHERE s.id = $1 \
-    UNION ALL \
-    SELECT s.id, s.client_id, s.revoked_at, s.expires_at, \
-           TRUE, i.id, i.name, FALSE, i.active, ip.permission \
-    FROM sessions s JOIN integrations i ON i.id = s.integration_id \
-    LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
-    WHERE s.id = $1";
+/// an integration (directly), selected by `$where` on `s`. One round trip on a
+/// check-cache miss.
+macro_rules! session_principal {
+    ($where:literal) => {
+        concat!(
+            "SELECT s.id AS session_id, s.client_id, s.revoked_at, s.expires_at, s.scopes, \
+                    s.regenerate_at, FALSE AS integration, u.id AS principal_id, \
+                    u.username AS name, u.is_staff, u.active, rp.permission \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             LEFT JOIN user_roles ur ON ur.user_id = u.id \
+             LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
+             WHERE ",
+            $where,
+            " UNION ALL \
+             SELECT s.id, s.client_id, s.revoked_at, s.expires_at, s.scopes, s.regenerate_at, \
+                    TRUE, i.id, i.name, FALSE, i.active, ip.permission \
+             FROM sessions s JOIN integrations i ON i.id = s.integration_id \
+             LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
+             WHERE ",
+            $where
+        )
+    };
+}
+
+pub(super) const SESSION_PRINCIPAL: &str = session_principal!("s.id = $1");
+pub(super) const TOKEN_SESSION_PRINCIPAL: &str = session_principal!("s.token_digest = $1");
+
+pub(super) const USER_PERMISSIONS: &str = "\
+    SELECT DISTINCT rp.permission FROM user_roles ur \
+    JOIN role_permissions rp ON rp.role_name = ur.role_name \
+    WHERE ur.user_id = $1 ORDER BY rp.permission";
+
+pub(super) const INTEGRATION_PERMISSIONS: &str = "\
+    SELECT permission FROM integration_permissions WHERE integration_id = $1 \
+    ORDER BY permission";
 
 pub(super) const REFRESH_TOKEN: &str = "\
     SELECT r.session_id, r.csrf_digest, r.used_at, s.revoked_at, s.expires_at, s.client_id, \
-           u.id AS user_id, u.active AS user_active \
+           s.scopes, u.id AS user_id, u.active AS user_active \
     FROM refresh_tokens r \
     JOIN sessions s ON s.id = r.session_id \
     JOIN users u ON u.id = s.user_id \
@@ -60,8 +80,8 @@ pub(super) const LOCK_CLIENT: &str = "\
 
 pub(super) const INSERT_SESSION: &str = "\
     INSERT INTO sessions (id, user_id, integration_id, client_id, grant_type, created_at, \
-                          expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+                          expires_at, scopes, token_digest, regenerate_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 pub(super) const REVOKE_USER_SESSIONS: &str = "\
     UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
@@ -115,6 +135,8 @@ pub(super) struct SessionPrincipalRow {
     pub client_id: String,
     pub revoked_at: Option<i64>,
     pub expires_at: i64,
+    pub scopes: String,
+    pub regenerate_at: Option<i64>,
     pub integration: bool,
     pub principal_id: String,
     pub name: String,
@@ -131,6 +153,7 @@ pub(super) struct RefreshRow {
     pub revoked_at: Option<i64>,
     pub expires_at: i64,
     pub client_id: String,
+    pub scopes: String,
     pub user_id: String,
     pub user_active: bool,
 }
@@ -197,6 +220,8 @@ pub(super) fn session_principal(rows: Vec<SessionPrincipalRow>) -> Option<Sessio
         client_id: first.client_id,
         revoked: first.revoked_at.is_some(),
         expires_at: first.expires_at,
+        scopes: first.scopes,
+        regenerate_at: first.regenerate_at,
         integration: first.integration,
         principal_id: first.principal_id,
         name: first.name,
@@ -214,6 +239,7 @@ pub(super) fn refresh(row: RefreshRow) -> StoreResult<RefreshRecord> {
         revoked: row.revoked_at.is_some(),
         expires_at: row.expires_at,
         client_id: row.client_id,
+        scopes: row.scopes,
         user_id: row.user_id,
         user_active: row.user_active,
     })
@@ -535,6 +561,9 @@ macro_rules! impl_oauth_store {
                     .bind(session.grant_type)
                     .bind(now)
                     .bind(session.expires_at)
+                    .bind(&session.scopes)
+                    .bind(session.token_digest.as_ref().map(|d| d.as_bytes().to_vec()))
+                    .bind(session.regenerate_at)
                     .execute(&mut *tx)
                     .await?;
                 if let Some(refresh) = &session.refresh {
@@ -557,6 +586,30 @@ macro_rules! impl_oauth_store {
                 Ok(oauth_sql::session_principal(rows))
             }
 
+            async fn find_token_session(
+                &self,
+                digest: &SecretDigest,
+            ) -> StoreResult<Option<SessionPrincipal>> {
+                let rows = sqlx::query_as::<_, oauth_sql::SessionPrincipalRow>(
+                    oauth_sql::TOKEN_SESSION_PRINCIPAL,
+                )
+                .bind(digest.as_bytes())
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(oauth_sql::session_principal(rows))
+            }
+
+            async fn subject_permissions(&self, subject: &Subject) -> StoreResult<Vec<String>> {
+                let (sql, id) = match subject {
+                    Subject::User(id) => (oauth_sql::USER_PERMISSIONS, id),
+                    Subject::Integration(id) => (oauth_sql::INTEGRATION_PERMISSIONS, id),
+                };
+                Ok(sqlx::query_scalar::<_, String>(sql)
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn find_refresh_token(
                 &self,
                 digest: &SecretDigest,
@@ -572,6 +625,7 @@ macro_rules! impl_oauth_store {
                 &self,
                 old: &SecretDigest,
                 new: &NewRefreshToken,
+                scopes: &str,
                 now: UnixSeconds,
             ) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
@@ -592,6 +646,11 @@ macro_rules! impl_oauth_store {
                     return Ok(false);
                 };
                 Self::insert_refresh_token(&mut tx, &session, new, now).await?;
+                sqlx::query("UPDATE sessions SET scopes = $2 WHERE id = $1")
+                    .bind(&session)
+                    .bind(scopes)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -615,10 +674,11 @@ macro_rules! impl_oauth_store {
 
             async fn purge_sessions(&self, before: UnixSeconds) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
-                let purged = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?;
+                let purged =
+                    sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
                 tx.commit().await?;
                 Ok(purged.rows_affected())
             }

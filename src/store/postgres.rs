@@ -1,5 +1,6 @@
 //! The PostgreSQL backend: shared by many stateless replicas.
 
+use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
@@ -45,3 +46,4 @@ impl_sql_store!(
     sqlx::migrate!("migrations/postgres")
 );
 impl_oauth_store!(PostgresStore, Postgres);
+impl_document_store!(PostgresStore);

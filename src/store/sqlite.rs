@@ -1,5 +1,6 @@
 //! The embedded SQLite backend: one file, zero set-up.
 
+use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
@@ -52,3 +53,4 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
 impl_oauth_store!(SqliteStore, Sqlite);
+impl_document_store!(SqliteStore);

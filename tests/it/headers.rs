@@ -206,16 +206,40 @@ async fn malformed_requests(backend: Backend) {
         Code::InvalidArgument,
         "at most 64",
     );
-    let by_route = CheckPermissionRequest {
-        method: "GET".into(),
-        path: "/api/v1/orders".into(),
-        ..request(vec![])
+    // Route checks: a path not in canonical form, half a route, or a route and
+    // permissions at once are refused before any credential is looked at.
+    let by_route = |method: &str, path: &str, permissions: Vec<String>| CheckPermissionRequest {
+        method: method.into(),
+        path: path.into(),
+        ..request(permissions)
     };
-    assert_status(
-        identity.check_permission(by_route).await,
-        Code::Unimplemented,
-        "route policy",
-    );
+    for (request, fragment) in [
+        (
+            by_route("GET", "/api/v1/orders/../credit_cards/1/decrypted", vec![]),
+            "path",
+        ),
+        (by_route("GET", "/api/v1/orders%2f1", vec![]), "path"),
+        (by_route("get", "/api/v1/orders", vec![]), "method"),
+        (by_route("GET", "", vec![]), "both method and path"),
+        (
+            by_route("", "/api/v1/orders", vec![]),
+            "both method and path",
+        ),
+        (
+            by_route("GET", "/api/v1/orders", vec!["orders:read".into()]),
+            "not both",
+        ),
+        (
+            by_route("GET", &format!("/{}", "a".repeat(9000)), vec![]),
+            "too long",
+        ),
+    ] {
+        assert_status(
+            identity.check_permission(request).await,
+            Code::InvalidArgument,
+            fragment,
+        );
+    }
     assert_status(
         identity
             .issue_token(identityd::api::pb::IssueTokenRequest::default())

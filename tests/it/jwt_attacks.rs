@@ -501,11 +501,6 @@ async fn signed_bad_claims(backend: Backend) {
             INVALID,
         ),
         (
-            "a scope claim, which identityd does not issue yet",
-            signed(&set("scope", json!("orders"))),
-            INVALID,
-        ),
-        (
             "claims an array",
             signed(&json!([v.claims.clone()])),
             INVALID,

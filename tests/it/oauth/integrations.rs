@@ -26,6 +26,7 @@ async fn password_grant_through_an_integration(backend: Backend) {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
             csrf_token: String::new(),
+            ..Default::default()
         };
 
     assert_oauth_error(

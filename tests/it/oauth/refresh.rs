@@ -190,6 +190,7 @@ async fn refresh_grant_and_bad_refresh_tokens(backend: Backend) {
                 client_id: "no-such-client".into(),
                 client_secret: "idt_cs_nope".into(),
                 csrf_token: String::new(),
+                ..Default::default()
             })
             .await,
         Code::Unauthenticated,
@@ -207,6 +208,7 @@ async fn refresh_grant_and_bad_refresh_tokens(backend: Backend) {
                 client_id: billing.client_id.clone(),
                 client_secret: secret,
                 csrf_token: String::new(),
+                ..Default::default()
             })
             .await,
         Code::Unauthenticated,

@@ -1,0 +1,122 @@
+//! Checks: authenticate a credential, then decide what it asked for — named permissions,
+//! or a method and path the route policy maps to a requirement.
+
+use super::ServiceError;
+use super::authenticator::{Authenticator, Outcome};
+use super::documents::{Documents, Snapshot};
+use crate::domain::permissions::Permission;
+use crate::domain::route_policy::{Requirement, Uncovered};
+use crate::domain::verdict::{Decision, decide};
+use std::sync::Arc;
+
+/// What a check asks for.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Every one of these permissions.
+    Permissions(Vec<Permission>),
+    /// Whatever the route policy requires of this request.
+    Route {
+        /// HTTP method, e.g. `GET`.
+        method: String,
+        /// HTTP path, possibly with a query.
+        path: String,
+    },
+}
+
+/// The outcome of a check.
+#[derive(Debug)]
+pub struct Checked {
+    /// Who the credential is, or why it was refused.
+    pub outcome: Outcome,
+    /// The decision.
+    pub decision: Decision,
+}
+
+/// Decides checks.
+pub struct Checker {
+    authenticator: Arc<Authenticator>,
+    documents: Arc<Documents>,
+}
+
+/// What a request must satisfy once its credential is valid.
+enum Needs {
+    /// These permissions; a shortfall of scope names these scopes (or, when empty, the
+    /// narrowest catalog scope covering each missing permission).
+    Permissions(Vec<Permission>, Vec<String>),
+    /// Nothing beyond a valid credential.
+    Nothing,
+    /// Refused whatever the credential (an uncovered route under `default deny`).
+    Refused,
+}
+
+impl Checker {
+    /// A checker authenticating with `authenticator` and deciding by `documents`.
+    pub fn new(authenticator: Arc<Authenticator>, documents: Arc<Documents>) -> Self {
+        Self {
+            authenticator,
+            documents,
+        }
+    }
+
+    /// Authenticates `header` and decides `target`. Malformed targets are refused
+    /// before the credential is looked at; `Err` otherwise means the check could not be
+    /// decided (storage failed), which callers must treat as a denial.
+    pub async fn check(&self, header: &str, target: &Target) -> Result<Checked, ServiceError> {
+        let documents = self.documents.current();
+        let needs = needs(&documents, target)?;
+        let outcome = self.authenticator.authenticate(header).await?;
+        let authn = outcome.as_deref().map_err(|e| *e);
+        let decision = match needs {
+            Needs::Permissions(required, named) => decide(authn, &required, |missing| {
+                if !named.is_empty() {
+                    return named;
+                }
+                let mut scopes: Vec<String> = missing
+                    .iter()
+                    .filter_map(|p| documents.catalog.covering(p))
+                    .map(str::to_owned)
+                    .collect();
+                scopes.dedup();
+                scopes
+            }),
+            Needs::Nothing => decide(authn, &[], |_| Vec::new()),
+            Needs::Refused => match authn {
+                Err(failure) => Decision::Unauthenticated(failure),
+                Ok(_) => Decision::UncoveredRoute,
+            },
+        };
+        Ok(Checked { outcome, decision })
+    }
+}
+
+fn needs(documents: &Snapshot, target: &Target) -> Result<Needs, ServiceError> {
+    let (method, path) = match target {
+        Target::Permissions(required) => {
+            return Ok(Needs::Permissions(required.clone(), Vec::new()));
+        }
+        Target::Route { method, path } => (method, path),
+    };
+    let rule = documents
+        .policy
+        .route(method, path)
+        .map_err(|e| ServiceError::invalid("path", e.to_string()))?;
+    let Some(rule) = rule else {
+        return Ok(match documents.policy.default_action() {
+            Uncovered::Deny => Needs::Refused,
+            Uncovered::Authenticated => Needs::Nothing,
+        });
+    };
+    Ok(match &rule.requirement {
+        Requirement::Authenticated => Needs::Nothing,
+        Requirement::Permissions(required) => Needs::Permissions(required.clone(), Vec::new()),
+        // The route needs what the scope grants; a token whose scopes fall short is told
+        // to get this scope. The policy was validated against this catalog, so the scope
+        // exists; if not, refuse rather than guess.
+        Requirement::Scope(name) => match documents.catalog.get(name) {
+            Some(scope) => {
+                Needs::Permissions(scope.grants.iter().cloned().collect(), vec![name.clone()])
+            }
+            None => Needs::Refused,
+        },
+    })
+}

@@ -1,0 +1,326 @@
+//! The operator documents every check consults: the scope catalog and the route policy.
+//!
+//! They live in the database, so a replacement made through Admin on one replica reaches
+//! every replica (each polls for new versions) and survives restarts. In memory the pair
+//! is one immutable snapshot behind an atomic pointer: a check reads it without locking
+//! and always sees a catalog and a policy that were validated together.
+
+use super::ServiceError;
+use super::cache::CheckCache;
+use crate::domain::clock::Clock;
+use crate::domain::document::DocumentError;
+use crate::domain::route_policy::RoutePolicy;
+use crate::domain::scopes::Catalog;
+use crate::store::{Store, StoreError};
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Stored name of the scope catalog.
+pub const CATALOG: &str = "scope_catalog";
+/// Stored name of the route policy.
+pub const POLICY: &str = "route_policy";
+/// How often a replica looks for documents another replica replaced.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Files to apply at startup, when configured.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentFiles {
+    /// Scope catalog file.
+    pub catalog: Option<PathBuf>,
+    /// Route policy file.
+    pub policy: Option<PathBuf>,
+}
+
+/// Why the documents could not be loaded at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentLoadError {
+    /// A configured file could not be read.
+    #[error("{what} file {path}: {source}")]
+    Read {
+        /// Which document.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A document does not parse.
+    #[error("{what} from {origin}: {error}")]
+    Invalid {
+        /// Which document.
+        what: &'static str,
+        /// The file, or `the database`.
+        origin: String,
+        /// The line and reason.
+        error: DocumentError,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A catalog and a policy that were validated together, with their stored versions (0
+/// for the built-in ones).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The scope catalog.
+    pub catalog: Catalog,
+    /// The route policy.
+    pub policy: RoutePolicy,
+    /// Stored version of the catalog.
+    pub catalog_version: i64,
+    /// Stored version of the policy.
+    pub policy_version: i64,
+}
+
+/// Holds the current documents and replaces them.
+pub struct Documents {
+    store: Arc<dyn Store>,
+    cache: Arc<CheckCache>,
+    clock: Arc<dyn Clock>,
+    current: ArcSwap<Snapshot>,
+    /// One replacement or reload at a time on this replica.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Documents {
+    /// Applies the configured files that changed since they were last applied, then
+    /// loads what the database holds (or the built-in documents).
+    pub async fn load(
+        store: Arc<dyn Store>,
+        cache: Arc<CheckCache>,
+        clock: Arc<dyn Clock>,
+        files: &DocumentFiles,
+    ) -> Result<Self, DocumentLoadError> {
+        let now = clock.now();
+        if let Some(file) = read_file("scope catalog", files.catalog.as_deref())? {
+            apply_file(
+                store.as_ref(),
+                CATALOG,
+                &file,
+                |text| Catalog::parse(text).map(drop),
+                now,
+            )
+            .await?;
+        }
+        if let Some(file) = read_file("route policy", files.policy.as_deref())? {
+            let (catalog, _) = stored_catalog(store.as_ref()).await?;
+            let fits = |text: &str| RoutePolicy::parse(text, &catalog).map(drop);
+            apply_file(store.as_ref(), POLICY, &file, fits, now).await?;
+        }
+        let snapshot = stored_snapshot(store.as_ref()).await?;
+        Ok(Self {
+            store,
+            cache,
+            clock,
+            current: ArcSwap::from_pointee(snapshot),
+            writing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The documents in force now.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces the scope catalog. Refused whole when it does not parse, or when the
+    /// route policy names a scope it lacks. `validate_only` checks without storing.
+    pub async fn replace_catalog(
+        &self,
+        text: &str,
+        validate_only: bool,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        let _writing = self.writing.lock().await;
+        self.refresh().await?;
+        let current = self.current();
+        let catalog =
+            Catalog::parse(text).map_err(|e| ServiceError::invalid("text", e.to_string()))?;
+        current.policy.check_catalog(&catalog).map_err(|e| {
+            ServiceError::FailedPrecondition(format!("the route policy does not fit it: {e}"))
+        })?;
+        let policy = RoutePolicy::parse(current.policy.source(), &catalog)
+            .map_err(|e| ServiceError::FailedPrecondition(format!("the route policy: {e}")))?;
+        let mut version = current.catalog_version;
+        if !validate_only {
+            version = self
+                .store
+                .put_document(CATALOG, text, None, self.clock.now())
+                .await?;
+            tracing::info!(version, "scope catalog replaced");
+        }
+        let next = Arc::new(Snapshot {
+            catalog,
+            policy,
+            catalog_version: version,
+            policy_version: current.policy_version,
+        });
+        if !validate_only {
+            self.install(next.clone(), true);
+        }
+        Ok(next)
+    }
+
+    /// Replaces the route policy. Refused whole when it does not parse against the
+    /// current catalog. `validate_only` checks without storing.
+    pub async fn replace_policy(
+        &self,
+        text: &str,
+        validate_only: bool,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
+        let _writing = self.writing.lock().await;
+        self.refresh().await?;
+        let current = self.current();
+        let policy = RoutePolicy::parse(text, &current.catalog)
+            .map_err(|e| ServiceError::invalid("text", e.to_string()))?;
+        let mut version = current.policy_version;
+        if !validate_only {
+            version = self
+                .store
+                .put_document(POLICY, text, None, self.clock.now())
+                .await?;
+            tracing::info!(version, "route policy replaced");
+        }
+        let next = Arc::new(Snapshot {
+            catalog: current.catalog.clone(),
+            policy,
+            catalog_version: current.catalog_version,
+            policy_version: version,
+        });
+        if !validate_only {
+            self.install(next.clone(), false);
+        }
+        Ok(next)
+    }
+
+    /// Picks up documents another replica stored. A stored pair that does not validate
+    /// is logged and the running pair stays.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let _writing = self.writing.lock().await;
+        self.refresh().await
+    }
+
+    /// `reload` with the write lock held.
+    async fn refresh(&self) -> Result<(), StoreError> {
+        let current = self.current();
+        let catalog_version = version_of(self.store.as_ref(), CATALOG).await?;
+        let policy_version = version_of(self.store.as_ref(), POLICY).await?;
+        if (catalog_version, policy_version) == (current.catalog_version, current.policy_version) {
+            return Ok(());
+        }
+        match stored_snapshot(self.store.as_ref()).await {
+            Ok(next) => {
+                let catalog_changed = next.catalog_version != current.catalog_version;
+                tracing::info!(
+                    catalog = next.catalog_version,
+                    policy = next.policy_version,
+                    "documents reloaded"
+                );
+                self.install(Arc::new(next), catalog_changed);
+            }
+            Err(DocumentLoadError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::error!(error = %e, "stored documents are invalid; keeping the running ones")
+            }
+        }
+        Ok(())
+    }
+
+    /// Swaps in `next`. Cached credentials hold their scopes' permissions as the old
+    /// catalog computed them, so a new catalog empties the cache — after the swap, so
+    /// no fill can put back an entry computed from the old one.
+    fn install(&self, next: Arc<Snapshot>, catalog_changed: bool) {
+        self.current.store(next);
+        if catalog_changed {
+            self.cache.invalidate_all();
+        }
+    }
+}
+
+/// Reloads the documents every [`RELOAD_INTERVAL`], forever.
+pub async fn reload_documents(documents: Arc<Documents>) {
+    loop {
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        if let Err(e) = documents.reload().await {
+            tracing::warn!(error = %e, "could not reload documents");
+        }
+    }
+}
+
+fn read_file(
+    what: &'static str,
+    path: Option<&Path>,
+) -> Result<Option<(String, String)>, DocumentLoadError> {
+    let Some(path) = path else { return Ok(None) };
+    let origin = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some((origin, text))),
+        Err(source) => Err(DocumentLoadError::Read {
+            what,
+            path: origin,
+            source,
+        }),
+    }
+}
+
+async fn version_of(store: &dyn Store, name: &str) -> Result<i64, StoreError> {
+    Ok(store.get_document(name).await?.map_or(0, |d| d.version))
+}
+
+/// Stores a configured file as document `name` unless this very file was applied
+/// before (so an unchanged file does not undo a replacement made through Admin).
+async fn apply_file(
+    store: &dyn Store,
+    name: &'static str,
+    (origin, text): &(String, String),
+    validate: impl Fn(&str) -> Result<(), DocumentError>,
+    now: crate::domain::clock::UnixSeconds,
+) -> Result<(), DocumentLoadError> {
+    let digest = Sha256::digest(text.as_bytes()).to_vec();
+    let stored = store.get_document(name).await?;
+    if stored.and_then(|d| d.file_digest).as_ref() == Some(&digest) {
+        return Ok(());
+    }
+    validate(text).map_err(|error| DocumentLoadError::Invalid {
+        what: name,
+        origin: origin.clone(),
+        error,
+    })?;
+    store.put_document(name, text, Some(&digest), now).await?;
+    tracing::info!(document = name, file = %origin, "applied document file");
+    Ok(())
+}
+
+fn invalid_in_database(what: &'static str) -> impl Fn(DocumentError) -> DocumentLoadError {
+    move |error| DocumentLoadError::Invalid {
+        what,
+        origin: "the database".into(),
+        error,
+    }
+}
+
+/// The stored catalog and its version, or the built-in one (version 0).
+async fn stored_catalog(store: &dyn Store) -> Result<(Catalog, i64), DocumentLoadError> {
+    let (catalog, version) = match store.get_document(CATALOG).await? {
+        Some(d) => (Catalog::parse(&d.body), d.version),
+        None => (Catalog::builtin(), 0),
+    };
+    Ok((catalog.map_err(invalid_in_database(CATALOG))?, version))
+}
+
+/// The stored pair, or the built-in documents where none is stored.
+async fn stored_snapshot(store: &dyn Store) -> Result<Snapshot, DocumentLoadError> {
+    let (catalog, catalog_version) = stored_catalog(store).await?;
+    let (policy, policy_version) = match store.get_document(POLICY).await? {
+        Some(d) => (RoutePolicy::parse(&d.body, &catalog), d.version),
+        None => (RoutePolicy::builtin(&catalog), 0),
+    };
+    Ok(Snapshot {
+        policy: policy.map_err(invalid_in_database(POLICY))?,
+        catalog,
+        catalog_version,
+        policy_version,
+    })
+}
