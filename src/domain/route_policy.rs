@@ -234,19 +234,6 @@ impl RoutePolicy {
             .filter_map(|&i| self.rules.get(i))
             .find(|rule| rule.covers_method(method) && rule.matches(segments.clone())))
     }
-
-    /// Refuses, naming the line, if a rule needs a scope `catalog` lacks. Run it before
-    /// replacing the catalog, so the policy never points at a scope that is gone.
-    pub fn check_catalog(&self, catalog: &Catalog) -> Result<(), DocumentError> {
-        for rule in &self.rules {
-            if let Requirement::Scope(name) = &rule.requirement
-                && catalog.get(name).is_none()
-            {
-                return Err(DocumentError::at(rule.line, unknown_scope(name)));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Rule {
@@ -946,10 +933,6 @@ mod tests {
         assert_eq!(err.line, Some(email_line));
         assert!(err.reason.contains("unknown scope \"email\""), "{err}");
 
-        let builtin = RoutePolicy::builtin(&catalog()).unwrap();
-        assert_eq!(builtin.check_catalog(&catalog()), Ok(()));
-        let err = builtin.check_catalog(&without_email).unwrap_err();
-        assert_eq!(err.line, Some(email_line));
         assert_eq!(
             err.to_string(),
             format!("line {email_line}: unknown scope \"email\"")

@@ -7,6 +7,7 @@ use super::documents::{Documents, Snapshot};
 use crate::domain::permissions::Permission;
 use crate::domain::route_policy::{Requirement, Uncovered};
 use crate::domain::verdict::{Decision, decide};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// What a check asks for.
@@ -38,11 +39,12 @@ pub struct Checker {
     documents: Arc<Documents>,
 }
 
-/// What a request must satisfy once its credential is valid.
-enum Needs {
+/// What a request must satisfy once its credential is valid. Borrows the request's
+/// permissions, so the common check allocates nothing here.
+enum Needs<'a> {
     /// These permissions; a shortfall of scope names these scopes (or, when empty, the
     /// narrowest catalog scope covering each missing permission).
-    Permissions(Vec<Permission>, Vec<String>),
+    Permissions(Cow<'a, [Permission]>, Vec<String>),
     /// Nothing beyond a valid credential.
     Nothing,
     /// Refused whatever the credential (an uncovered route under `default deny`).
@@ -89,10 +91,10 @@ impl Checker {
     }
 }
 
-fn needs(documents: &Snapshot, target: &Target) -> Result<Needs, ServiceError> {
+fn needs<'a>(documents: &'a Snapshot, target: &'a Target) -> Result<Needs<'a>, ServiceError> {
     let (method, path) = match target {
         Target::Permissions(required) => {
-            return Ok(Needs::Permissions(required.clone(), Vec::new()));
+            return Ok(Needs::Permissions(Cow::Borrowed(required), Vec::new()));
         }
         Target::Route { method, path } => (method, path),
     };
@@ -108,13 +110,16 @@ fn needs(documents: &Snapshot, target: &Target) -> Result<Needs, ServiceError> {
     };
     Ok(match &rule.requirement {
         Requirement::Authenticated => Needs::Nothing,
-        Requirement::Permissions(required) => Needs::Permissions(required.clone(), Vec::new()),
+        Requirement::Permissions(required) => {
+            Needs::Permissions(Cow::Borrowed(required), Vec::new())
+        }
         // The route needs what the scope grants; a token whose scopes fall short is told
         // to get this scope. The policy was validated against this catalog, so the scope
         // exists; if not, refuse rather than guess.
         Requirement::Scope(name) => match documents.catalog.get(name) {
             Some(scope) => {
-                Needs::Permissions(scope.grants.iter().cloned().collect(), vec![name.clone()])
+                let granted = scope.grants.iter().cloned().collect();
+                Needs::Permissions(Cow::Owned(granted), vec![name.clone()])
             }
             None => Needs::Refused,
         },

@@ -133,34 +133,16 @@ impl Documents {
         text: &str,
         validate_only: bool,
     ) -> Result<Arc<Snapshot>, ServiceError> {
-        let _writing = self.writing.lock().await;
-        self.refresh().await?;
-        let current = self.current();
-        let catalog =
-            Catalog::parse(text).map_err(|e| ServiceError::invalid("text", e.to_string()))?;
-        current.policy.check_catalog(&catalog).map_err(|e| {
-            ServiceError::FailedPrecondition(format!("the route policy does not fit it: {e}"))
-        })?;
-        let policy = RoutePolicy::parse(current.policy.source(), &catalog)
-            .map_err(|e| ServiceError::FailedPrecondition(format!("the route policy: {e}")))?;
-        let mut version = current.catalog_version;
-        if !validate_only {
-            version = self
-                .store
-                .put_document(CATALOG, text, None, self.clock.now())
-                .await?;
-            tracing::info!(version, "scope catalog replaced");
-        }
-        let next = Arc::new(Snapshot {
-            catalog,
-            policy,
-            catalog_version: version,
-            policy_version: current.policy_version,
-        });
-        if !validate_only {
-            self.install(next.clone(), true);
-        }
-        Ok(next)
+        self.replace(CATALOG, text, validate_only, |current| {
+            let catalog = Catalog::parse(text).map_err(invalid_text)?;
+            let policy = RoutePolicy::parse(current.policy.source(), &catalog).map_err(|e| {
+                ServiceError::FailedPrecondition(format!(
+                    "the route policy does not fit this catalog: {e}"
+                ))
+            })?;
+            Ok((catalog, policy))
+        })
+        .await
     }
 
     /// Replaces the route policy. Refused whole when it does not parse against the
@@ -170,27 +152,45 @@ impl Documents {
         text: &str,
         validate_only: bool,
     ) -> Result<Arc<Snapshot>, ServiceError> {
+        self.replace(POLICY, text, validate_only, |current| {
+            let policy = RoutePolicy::parse(text, &current.catalog).map_err(invalid_text)?;
+            Ok((current.catalog.clone(), policy))
+        })
+        .await
+    }
+
+    /// Builds the next pair from the latest stored one, then stores `text` as document
+    /// `name` and installs the pair (unless `validate_only`).
+    async fn replace(
+        &self,
+        name: &'static str,
+        text: &str,
+        validate_only: bool,
+        build: impl FnOnce(&Snapshot) -> Result<(Catalog, RoutePolicy), ServiceError>,
+    ) -> Result<Arc<Snapshot>, ServiceError> {
         let _writing = self.writing.lock().await;
         self.refresh().await?;
         let current = self.current();
-        let policy = RoutePolicy::parse(text, &current.catalog)
-            .map_err(|e| ServiceError::invalid("text", e.to_string()))?;
-        let mut version = current.policy_version;
+        let (catalog, policy) = build(&current)?;
+        let mut versions = (current.catalog_version, current.policy_version);
         if !validate_only {
-            version = self
-                .store
-                .put_document(POLICY, text, None, self.clock.now())
-                .await?;
-            tracing::info!(version, "route policy replaced");
+            let now = self.clock.now();
+            let version = self.store.put_document(name, text, None, now).await?;
+            tracing::info!(document = name, version, "document replaced");
+            if name == CATALOG {
+                versions.0 = version;
+            } else {
+                versions.1 = version;
+            }
         }
         let next = Arc::new(Snapshot {
-            catalog: current.catalog.clone(),
+            catalog,
             policy,
-            catalog_version: current.catalog_version,
-            policy_version: version,
+            catalog_version: versions.0,
+            policy_version: versions.1,
         });
         if !validate_only {
-            self.install(next.clone(), false);
+            self.install(next.clone(), name == CATALOG);
         }
         Ok(next)
     }
@@ -237,6 +237,10 @@ impl Documents {
             self.cache.invalidate_all();
         }
     }
+}
+
+fn invalid_text(e: DocumentError) -> ServiceError {
+    ServiceError::invalid("text", e.to_string())
 }
 
 /// Reloads the documents every [`RELOAD_INTERVAL`], forever.
