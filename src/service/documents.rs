@@ -95,21 +95,44 @@ impl Documents {
         clock: Arc<dyn Clock>,
         files: &DocumentFiles,
     ) -> Result<Self, DocumentLoadError> {
-        let now = clock.now();
-        if let Some(file) = read_file("scope catalog", files.catalog.as_deref())? {
-            apply_file(
-                store.as_ref(),
-                CATALOG,
-                &file,
-                |text| Catalog::parse(text).map(drop),
-                now,
-            )
-            .await?;
+        let catalog_file = changed_file(store.as_ref(), CATALOG, files.catalog.as_deref()).await?;
+        let policy_file = changed_file(store.as_ref(), POLICY, files.policy.as_deref()).await?;
+        // The pair that will be in force is checked together before either is stored,
+        // so a refused file leaves the database as it was.
+        let catalog = match &catalog_file {
+            Some(file) => Catalog::parse(&file.text).map_err(|e| file.invalid(CATALOG, e))?,
+            None => stored_catalog(store.as_ref()).await?.0,
+        };
+        match &policy_file {
+            Some(file) => {
+                RoutePolicy::parse(&file.text, &catalog).map_err(|e| file.invalid(POLICY, e))?;
+            }
+            None => {
+                let stored = store.get_document(POLICY).await?;
+                let parsed = match &stored {
+                    Some(d) => RoutePolicy::parse(&d.body, &catalog),
+                    None => RoutePolicy::builtin(&catalog),
+                };
+                parsed.map_err(|error| DocumentLoadError::Invalid {
+                    what: POLICY,
+                    origin: match &catalog_file {
+                        Some(file) => {
+                            format!("the database, with the scope catalog from {}", file.origin)
+                        }
+                        None => "the database".into(),
+                    },
+                    error,
+                })?;
+            }
         }
-        if let Some(file) = read_file("route policy", files.policy.as_deref())? {
-            let (catalog, _) = stored_catalog(store.as_ref()).await?;
-            let fits = |text: &str| RoutePolicy::parse(text, &catalog).map(drop);
-            apply_file(store.as_ref(), POLICY, &file, fits, now).await?;
+        let now = clock.now();
+        for (name, file) in [(CATALOG, &catalog_file), (POLICY, &policy_file)] {
+            if let Some(file) = file {
+                store
+                    .put_document(name, &file.text, Some(&file.digest), now)
+                    .await?;
+                tracing::info!(document = name, file = %file.origin, "applied document file");
+            }
         }
         let snapshot = stored_snapshot(store.as_ref()).await?;
         Ok(Self {
@@ -253,48 +276,51 @@ pub async fn reload_documents(documents: Arc<Documents>) {
     }
 }
 
-fn read_file(
-    what: &'static str,
-    path: Option<&Path>,
-) -> Result<Option<(String, String)>, DocumentLoadError> {
-    let Some(path) = path else { return Ok(None) };
-    let origin = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some((origin, text))),
-        Err(source) => Err(DocumentLoadError::Read {
-            what,
-            path: origin,
-            source,
-        }),
-    }
-}
-
 async fn version_of(store: &dyn Store, name: &str) -> Result<i64, StoreError> {
     Ok(store.get_document(name).await?.map_or(0, |d| d.version))
 }
 
-/// Stores a configured file as document `name` unless this very file was applied
-/// before (so an unchanged file does not undo a replacement made through Admin).
-async fn apply_file(
+/// A configured file to apply.
+struct DocumentFile {
+    origin: String,
+    text: String,
+    digest: Vec<u8>,
+}
+
+impl DocumentFile {
+    fn invalid(&self, what: &'static str, error: DocumentError) -> DocumentLoadError {
+        DocumentLoadError::Invalid {
+            what,
+            origin: self.origin.clone(),
+            error,
+        }
+    }
+}
+
+/// The file configured for document `name`, unless this very file was applied before
+/// (so an unchanged file does not undo a replacement made through Admin).
+async fn changed_file(
     store: &dyn Store,
     name: &'static str,
-    (origin, text): &(String, String),
-    validate: impl Fn(&str) -> Result<(), DocumentError>,
-    now: crate::domain::clock::UnixSeconds,
-) -> Result<(), DocumentLoadError> {
+    path: Option<&Path>,
+) -> Result<Option<DocumentFile>, DocumentLoadError> {
+    let Some(path) = path else { return Ok(None) };
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| DocumentLoadError::Read {
+        what: name,
+        path: origin.clone(),
+        source,
+    })?;
     let digest = Sha256::digest(text.as_bytes()).to_vec();
     let stored = store.get_document(name).await?;
     if stored.and_then(|d| d.file_digest).as_ref() == Some(&digest) {
-        return Ok(());
+        return Ok(None);
     }
-    validate(text).map_err(|error| DocumentLoadError::Invalid {
-        what: name,
-        origin: origin.clone(),
-        error,
-    })?;
-    store.put_document(name, text, Some(&digest), now).await?;
-    tracing::info!(document = name, file = %origin, "applied document file");
-    Ok(())
+    Ok(Some(DocumentFile {
+        origin,
+        text,
+        digest,
+    }))
 }
 
 fn invalid_in_database(what: &'static str) -> impl Fn(DocumentError) -> DocumentLoadError {

@@ -15,5 +15,7 @@ mod oauth;
 mod oauth_support;
 mod operations;
 mod readme;
+mod route_policy;
+mod scopes;
 mod support;
 mod token_cache;
