@@ -44,9 +44,15 @@ pub struct LoadgenConfig {
     /// The scheme the `--login` access token is presented with.
     #[arg(long, value_enum, default_value_t = TokenScheme::Jwt)]
     pub login_scheme: TokenScheme,
+    /// Scopes the `--login` token is issued with, space-separated; empty for none.
+    #[arg(long, default_value = "")]
+    pub scope: String,
     /// Permission each check asks for (repeatable).
     #[arg(long = "permission", default_value = "orders:read")]
     pub permissions: Vec<String>,
+    /// Check a route instead of permissions: `METHOD PATH`, e.g. `GET /api/v1/orders/1`.
+    #[arg(long)]
+    pub route: Option<String>,
     /// Calls in flight at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
@@ -191,10 +197,18 @@ struct WorkerResult {
 async fn worker(config: LoadgenConfig, channel: Channel, deadline: Instant) -> WorkerResult {
     let mut identity = IdentityClient::new(channel.clone());
     let mut health = HealthClient::new(channel);
-    let check = CheckPermissionRequest {
-        authorization: config.authorization.clone(),
-        permissions: config.permissions.clone(),
-        ..Default::default()
+    let check = match config.route.as_deref().and_then(|r| r.split_once(' ')) {
+        Some((method, path)) => CheckPermissionRequest {
+            authorization: config.authorization.clone(),
+            method: method.to_owned(),
+            path: path.to_owned(),
+            ..Default::default()
+        },
+        None => CheckPermissionRequest {
+            authorization: config.authorization.clone(),
+            permissions: config.permissions.clone(),
+            ..Default::default()
+        },
     };
     let mut result = WorkerResult::default();
     while Instant::now() < deadline {
@@ -232,6 +246,7 @@ async fn login(
             grant_type: "password".into(),
             username: username.to_owned(),
             password: config.password.clone(),
+            scope: config.scope.clone(),
             ..Default::default()
         })
         .await

@@ -63,13 +63,15 @@ async fn bootstrap_only_once(backend: Backend) {
 async fn load_generator_reports(backend: Backend) {
     let server = TestServer::start(backend).await;
     let auth = server
-        .user_with_role("loader", "reader", &["orders:read"])
+        .user_with_role("loader", "reader", &["orders:read", "order_statuses:read"])
         .await;
     let mut config = LoadgenConfig {
         target: server.url(),
         rpc: LoadRpc::Check,
         authorization: auth,
         permissions: vec!["orders:read".into()],
+        route: None,
+        scope: String::new(),
         login: None,
         password: String::new(),
         login_scheme: TokenScheme::Jwt,
@@ -99,10 +101,13 @@ async fn load_generator_reports(backend: Backend) {
         ))
         .await
         .expect("set password");
+    // With a scoped token, checking a route of the policy.
     let jwt = LoadgenConfig {
         login: Some("loader".into()),
         password: "load generator password".into(),
         authorization: String::new(),
+        scope: "read_orders".into(),
+        route: Some("GET /api/v1/orders/17".into()),
         ..config.clone()
     };
     let report = identityd::loadgen::drive(&jwt)
