@@ -9,6 +9,8 @@ ALTER TABLE sessions ADD COLUMN token_digest BYTEA;
 ALTER TABLE sessions ADD COLUMN regenerate_at BIGINT;
 
 CREATE UNIQUE INDEX sessions_by_token ON sessions (token_digest);
+-- Revoked sessions are purged a day after revocation.
+CREATE INDEX sessions_by_revocation ON sessions (revoked_at);
 
 -- Operator documents by name ('scope_catalog', 'route_policy'). Absent means built-in.
 CREATE TABLE documents (

@@ -78,8 +78,9 @@ fn required_permissions(items: &[String]) -> Result<Vec<Permission>, ServiceErro
 
 /// Longest HTTP method a check accepts (the route policy refuses odd ones itself).
 const MAX_METHOD: usize = 16;
-/// Longest HTTP path a check accepts.
-const MAX_PATH: usize = 8192;
+/// Longest HTTP path a check accepts, query included (the route policy bounds the path
+/// itself more tightly).
+const MAX_REQUEST_PATH: usize = 8192;
 
 /// What a check asks for: permissions, or a method and path for the route policy.
 fn check_target(req: &pb::CheckPermissionRequest) -> Result<Target, ServiceError> {
@@ -94,7 +95,7 @@ fn check_target(req: &pb::CheckPermissionRequest) -> Result<Target, ServiceError
             "path",
             "a route check needs both method and path",
         )),
-        (true, true) if req.method.len() > MAX_METHOD || req.path.len() > MAX_PATH => {
+        (true, true) if req.method.len() > MAX_METHOD || req.path.len() > MAX_REQUEST_PATH => {
             Err(ServiceError::invalid("path", "method or path is too long"))
         }
         (true, true) => Ok(Target::Route {
@@ -299,6 +300,14 @@ impl identity_server::Identity for IdentityApi {
             "" => caller.principal.name.clone(),
             name => name.to_owned(),
         };
+        // A scoped credential must not mint an unscoped one with all of the user's
+        // permissions.
+        if caller.scope_ceiling.is_some() {
+            return Err(ServiceError::PermissionDenied(
+                "a scoped token cannot regenerate an API token; use an unscoped credential".into(),
+            )
+            .into());
+        }
         let own = caller.principal.kind == PrincipalKind::User && caller.principal.name == target;
         if !own {
             // Someone else's token: an administrator's job.

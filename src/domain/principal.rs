@@ -2,7 +2,7 @@
 
 use super::clock::UnixSeconds;
 use super::credentials::Scheme;
-use super::permissions::PermissionSet;
+use super::permissions::{Permission, PermissionSet};
 use std::sync::Arc;
 
 /// The kinds of principal.
@@ -76,6 +76,16 @@ pub struct Authenticated {
 }
 
 impl Authenticated {
+    /// True when the credential may use `required`: the principal holds it and the
+    /// credential's scopes, if any, cover it.
+    pub fn may(&self, required: &Permission) -> bool {
+        self.permissions.grants(required)
+            && self
+                .scope_ceiling
+                .as_ref()
+                .is_none_or(|c| c.grants(required))
+    }
+
     /// What the credential may do: the principal's permissions, narrowed by its scopes.
     pub fn effective_permissions(&self) -> PermissionSet {
         match &self.scope_ceiling {

@@ -25,7 +25,8 @@
 //! - `needs=PERMISSION`: needed to obtain the scope but not granted by it; may repeat.
 //! - `supersedes=NAME`: this scope makes `NAME` redundant when both are asked for. At
 //!   most once per scope; `NAME` must be another scope of the document (defined before
-//!   or after); no cycles.
+//!   or after); no cycles. It must grant and need everything `NAME` does, so dropping
+//!   `NAME` (or narrowing to it on refresh) never widens a token or skips a need.
 //! - `no_expiry`: tokens with this scope never expire and come without a refresh token.
 //! - `regenerate_after=DURATION`: a non-expiring token with this scope must be
 //!   regenerated this long after it was issued. `DURATION` is a positive whole number
@@ -163,6 +164,28 @@ impl Catalog {
                     *line,
                     format!("supersedes cycle: {cycle}"),
                 ));
+            }
+            // Dropping a superseded scope, or narrowing to it on refresh, must never
+            // widen what a token may use or skip a need.
+            let target = scope.supersedes.as_ref().and_then(|t| scopes.get(t));
+            if let Some(target) = target {
+                let gap = |kind: &str, mine: &PermissionSet, theirs: &PermissionSet| {
+                    theirs.iter().find(|p| !mine.grants(p)).map(|p| {
+                        DocumentError::at(
+                            *line,
+                            format!(
+                                "supersedes {} but does not {kind} {p}, which {} does",
+                                quote(&target.name),
+                                quote(&target.name)
+                            ),
+                        )
+                    })
+                };
+                if let Some(e) = gap("grant", &scope.grants, &target.grants)
+                    .or_else(|| gap("need", &scope.needs, &target.needs))
+                {
+                    return Err(e);
+                }
             }
         }
         Ok(Self {
@@ -762,6 +785,16 @@ mod tests {
             ),
             ("a supersedes=", Some(1), "supersedes unknown scope \"\""),
             ("a supersedes=a", Some(1), "cannot supersede itself"),
+            (
+                "big supersedes=small x:read\nsmall x:read x:write",
+                Some(1),
+                "supersedes \"small\" but does not grant x:write, which \"small\" does",
+            ),
+            (
+                "big supersedes=small x:read\nsmall needs=secret:admin x:read",
+                Some(1),
+                "does not need secret:admin",
+            ),
             (
                 "a supersedes=b\nb supersedes=a\n",
                 Some(1),

@@ -157,13 +157,17 @@ impl Decision {
     }
 }
 
-/// The `WWW-Authenticate` value for a 403 `insufficient_scope` (RFC 6750 §3.1).
+/// The `WWW-Authenticate` value for a 403 `insufficient_scope` (RFC 6750 §3.1). The
+/// `scope` attribute is left out when no scope would help.
 pub fn insufficient_scope_challenge(scheme: Scheme, realm: &str, scopes: &[String]) -> String {
-    format!(
-        "{} realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{}\"",
-        scheme.as_str(),
-        scopes.join(" ")
-    )
+    let challenge = format!(
+        "{} realm=\"{realm}\", error=\"insufficient_scope\"",
+        scheme.as_str()
+    );
+    if scopes.is_empty() {
+        return challenge;
+    }
+    format!("{challenge}, scope=\"{}\"", scopes.join(" "))
 }
 
 /// Decides a check from the authentication outcome and the permissions required. What

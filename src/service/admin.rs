@@ -113,8 +113,8 @@ impl AdminService {
             .map_err(ServiceError::Unauthenticated)
     }
 
-    /// Requires an authenticated caller to hold `permission`. Users must also be staff:
-    /// customers never administer.
+    /// Requires an authenticated caller to hold `permission`, within its credential's
+    /// scopes. Users must also be staff: customers never administer.
     pub fn require(caller: &Authenticated, permission: &str) -> Result<(), ServiceError> {
         if caller.principal.kind == PrincipalKind::User && !caller.principal.is_staff {
             return Err(ServiceError::PermissionDenied(
@@ -124,7 +124,7 @@ impl AdminService {
         let required = Permission::parse_required(permission).map_err(|_| {
             ServiceError::PermissionDenied(format!("missing permission {permission}"))
         })?;
-        if !caller.permissions.grants(&required) {
+        if !caller.may(&required) {
             return Err(ServiceError::PermissionDenied(format!(
                 "missing permission {permission}"
             )));

@@ -202,12 +202,21 @@ impl Authenticator {
         } else {
             PrincipalKind::User
         };
-        let scopes: Option<Vec<String>> = credential
-            .scopes
-            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect());
-        let scope_ceiling = scopes
-            .as_ref()
-            .map(|names| Arc::new(self.documents.current().catalog.grants(names)));
+        let names =
+            |s: &str| -> Vec<String> { s.split_ascii_whitespace().map(str::to_owned).collect() };
+        let documents = self.documents.current();
+        let scopes: Option<Vec<String>> = credential.scopes.map(names);
+        let mut ceiling = scopes.as_ref().map(|n| documents.catalog.grants(n));
+        // A refresh may have narrowed the session since this token was issued: the
+        // session's scopes bound every token of it.
+        if !session.scopes.is_empty() {
+            let session_grants = documents.catalog.grants(&names(&session.scopes));
+            ceiling = Some(match ceiling {
+                Some(token_grants) => token_grants.intersect(&session_grants),
+                None => session_grants,
+            });
+        }
+        let scope_ceiling = ceiling.map(Arc::new);
         Authenticated {
             principal: Principal {
                 kind,

@@ -78,6 +78,7 @@ impl Checker {
                     .filter_map(|p| documents.catalog.covering(p))
                     .map(str::to_owned)
                     .collect();
+                scopes.sort_unstable();
                 scopes.dedup();
                 scopes
             }),

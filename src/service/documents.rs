@@ -129,7 +129,7 @@ impl Documents {
         for (name, file) in [(CATALOG, &catalog_file), (POLICY, &policy_file)] {
             if let Some(file) = file {
                 store
-                    .put_document(name, &file.text, Some(&file.digest), now)
+                    .put_document(name, &file.text, Some(&file.digest), None, now)
                     .await?;
                 tracing::info!(document = name, file = %file.origin, "applied document file");
             }
@@ -192,13 +192,25 @@ impl Documents {
         build: impl FnOnce(&Snapshot) -> Result<(Catalog, RoutePolicy), ServiceError>,
     ) -> Result<Arc<Snapshot>, ServiceError> {
         let _writing = self.writing.lock().await;
-        self.refresh().await?;
+        self.reload_locked().await?;
         let current = self.current();
         let (catalog, policy) = build(&current)?;
         let mut versions = (current.catalog_version, current.policy_version);
         if !validate_only {
+            // Stored only if the pair it was validated with is still the stored one.
+            let validated = [(CATALOG, versions.0), (POLICY, versions.1)];
             let now = self.clock.now();
-            let version = self.store.put_document(name, text, None, now).await?;
+            let stored = self
+                .store
+                .put_document(name, text, None, Some(&validated), now)
+                .await?;
+            let Some(version) = stored else {
+                return Err(ServiceError::FailedPrecondition(
+                    "the scope catalog or route policy was replaced meanwhile (through another \
+                     replica); retry"
+                        .into(),
+                ));
+            };
             tracing::info!(document = name, version, "document replaced");
             if name == CATALOG {
                 versions.0 = version;
@@ -222,15 +234,22 @@ impl Documents {
     /// is logged and the running pair stays.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let _writing = self.writing.lock().await;
-        self.refresh().await
+        self.reload_locked().await
     }
 
     /// `reload` with the write lock held.
-    async fn refresh(&self) -> Result<(), StoreError> {
+    async fn reload_locked(&self) -> Result<(), StoreError> {
         let current = self.current();
-        let catalog_version = version_of(self.store.as_ref(), CATALOG).await?;
-        let policy_version = version_of(self.store.as_ref(), POLICY).await?;
-        if (catalog_version, policy_version) == (current.catalog_version, current.policy_version) {
+        let stored = self.store.document_versions().await?;
+        let version_of = |name: &str| {
+            stored
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, v)| *v)
+        };
+        if (version_of(CATALOG), version_of(POLICY))
+            == (current.catalog_version, current.policy_version)
+        {
             return Ok(());
         }
         match stored_snapshot(self.store.as_ref()).await {
@@ -274,10 +293,6 @@ pub async fn reload_documents(documents: Arc<Documents>) {
             tracing::warn!(error = %e, "could not reload documents");
         }
     }
-}
-
-async fn version_of(store: &dyn Store, name: &str) -> Result<i64, StoreError> {
-    Ok(store.get_document(name).await?.map_or(0, |d| d.version))
 }
 
 /// A configured file to apply.

@@ -310,13 +310,24 @@ impl Tokens {
     }
 
     /// The scopes asked for, normalised, once the subject is known to hold what each
-    /// needs (its permissions as they are now).
+    /// needs.
     async fn obtainable(&self, subject: &Subject, scope: &str) -> Result<Granted, ServiceError> {
         let documents = self.documents.current();
-        let catalog = &documents.catalog;
-        let names = catalog
+        let names = documents
+            .catalog
             .normalize(&scope_names(scope))
             .map_err(OAuthError::InvalidScope)?;
+        self.held(&documents.catalog, subject, names).await
+    }
+
+    /// `names` as granted scopes, once the subject is known to hold what each needs (its
+    /// permissions as they are now).
+    async fn held(
+        &self,
+        catalog: &Catalog,
+        subject: &Subject,
+        names: Vec<String>,
+    ) -> Result<Granted, ServiceError> {
         if names.is_empty() {
             return Ok(Granted::default());
         }
@@ -334,8 +345,9 @@ impl Tokens {
     }
 
     /// The scopes a refresh asks for: those granted before when it names none, else a
-    /// subset of them (a write scope's grant covers its read scope). An unscoped session
-    /// may narrow to scopes the user holds. Never a non-expiring token.
+    /// subset of them (a write scope covers the read scope it supersedes), which the user
+    /// must still be able to obtain. An unscoped session may narrow to any scopes the
+    /// user can obtain. Never a non-expiring token.
     async fn refreshed_scopes(
         &self,
         user_id: &str,
@@ -348,36 +360,26 @@ impl Tokens {
         if scope.trim().is_empty() {
             return Ok(Granted::of(catalog, granted));
         }
-        let asked = if granted.is_empty() {
-            self.obtainable(&Subject::User(user_id.to_owned()), scope)
-                .await?
-                .names
-        } else {
-            let asked = catalog
-                .normalize(&scope_names(scope))
-                .map_err(OAuthError::InvalidScope)?;
-            let covered = |name: &String| {
-                granted.contains(name)
-                    || granted.iter().any(|g| {
-                        catalog
-                            .get(g)
-                            .is_some_and(|s| s.supersedes.as_ref() == Some(name))
-                    })
-            };
-            if let Some(wider) = asked.iter().find(|n| !covered(n)) {
-                return Err(OAuthError::InvalidScope(ScopeError::NotGranted(wider.clone())).into());
-            }
-            asked
+        let asked = catalog
+            .normalize(&scope_names(scope))
+            .map_err(OAuthError::InvalidScope)?;
+        let covered = |name: &String| {
+            granted.is_empty()
+                || granted.contains(name)
+                || granted.iter().any(|g| {
+                    catalog
+                        .get(g)
+                        .is_some_and(|s| s.supersedes.as_ref() == Some(name))
+                })
         };
-        let next = Granted::of(catalog, asked);
-        if let Some(name) = next
-            .names
+        let refused = asked
             .iter()
-            .find(|n| catalog.is_no_expiry(std::slice::from_ref(n)))
-        {
+            .find(|n| !covered(n) || catalog.is_no_expiry(std::slice::from_ref(n)));
+        if let Some(name) = refused {
             return Err(OAuthError::InvalidScope(ScopeError::NotGranted(name.clone())).into());
         }
-        Ok(next)
+        self.held(catalog, &Subject::User(user_id.to_owned()), asked)
+            .await
     }
 
     /// A session for a grant: with a non-expiring token, the session is the token, and
@@ -483,6 +485,7 @@ impl Tokens {
             .refreshed_scopes(&record.user_id, &record.scopes, scope)
             .await?;
         let scopes = granted.joined();
+        let narrowed = scopes != record.scopes;
         let (next, issued_refresh) = self.new_refresh(record.expires_at, now);
         if !self
             .store
@@ -492,6 +495,10 @@ impl Tokens {
             // Another exchange of the same token won the race: that is reuse too.
             self.revoke_family(&record.session_id, now).await?;
             return Err(OAuthError::InvalidGrant.into());
+        }
+        if narrowed {
+            // Earlier tokens of the session are cached with the wider scopes.
+            self.cache.invalidate_session(&record.session_id);
         }
         self.issue(
             &record.user_id,

@@ -24,20 +24,31 @@ pub struct DocumentRecord {
 pub trait DocumentStore: Send + Sync + 'static {
     /// The document named `name`, if one was ever stored.
     async fn get_document(&self, name: &str) -> StoreResult<Option<DocumentRecord>>;
+    /// The version of every stored document, by name; cheap enough to poll.
+    async fn document_versions(&self) -> StoreResult<Vec<(String, i64)>>;
     /// Stores `body` as document `name` and returns its new version. `file_digest` is
     /// recorded when the body comes from a file; `None` keeps the digest recorded before,
     /// so an unchanged file is not re-applied over a replacement made through Admin.
+    ///
+    /// With `expected`, the write happens only if every stored version still equals the
+    /// one given (0 for a document never stored), checked under a lock that orders
+    /// concurrent writers; otherwise nothing changes and `None` is returned. Documents
+    /// are validated as a set, so this keeps two replicas from each storing a document
+    /// that fits only the other's stale copy.
     async fn put_document(
         &self,
         name: &str,
         body: &str,
         file_digest: Option<&[u8]>,
+        expected: Option<&[(&str, i64)]>,
         now: UnixSeconds,
-    ) -> StoreResult<i64>;
+    ) -> StoreResult<Option<i64>>;
 }
 
 pub(super) const GET_DOCUMENT: &str =
     "SELECT body, file_digest, version, updated_at FROM documents WHERE name = $1";
+
+pub(super) const DOCUMENT_VERSIONS: &str = "SELECT name, version FROM documents ORDER BY name";
 
 pub(super) const PUT_DOCUMENT: &str = "\
     INSERT INTO documents (name, body, file_digest, version, updated_at) \
@@ -66,9 +77,11 @@ impl From<DocumentRow> for DocumentRecord {
     }
 }
 
-/// Implements [`DocumentStore`] for `$store` (see `sql.rs`).
+/// Implements [`DocumentStore`] for `$store` (see `sql.rs`). `$lock` is the statement
+/// that orders document writers inside a write transaction (SQLite's `BEGIN IMMEDIATE`
+/// already does, so it passes a no-op).
 macro_rules! impl_document_store {
-    ($store:ty) => {
+    ($store:ty, $lock:literal) => {
         #[async_trait::async_trait]
         impl DocumentStore for $store {
             async fn get_document(&self, name: &str) -> StoreResult<Option<DocumentRecord>> {
@@ -79,14 +92,38 @@ macro_rules! impl_document_store {
                 Ok(row.map(DocumentRecord::from))
             }
 
+            async fn document_versions(&self) -> StoreResult<Vec<(String, i64)>> {
+                Ok(
+                    sqlx::query_as::<_, (String, i64)>(documents::DOCUMENT_VERSIONS)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            }
+
             async fn put_document(
                 &self,
                 name: &str,
                 body: &str,
                 file_digest: Option<&[u8]>,
+                expected: Option<&[(&str, i64)]>,
                 now: UnixSeconds,
-            ) -> StoreResult<i64> {
+            ) -> StoreResult<Option<i64>> {
                 let mut tx = self.begin_write().await?;
+                if let Some(expected) = expected {
+                    sqlx::query($lock).execute(&mut *tx).await?;
+                    let stored = sqlx::query_as::<_, (String, i64)>(documents::DOCUMENT_VERSIONS)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let version_of = |name: &str| {
+                        stored
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map_or(0, |(_, v)| *v)
+                    };
+                    if expected.iter().any(|(name, v)| version_of(name) != *v) {
+                        return Ok(None);
+                    }
+                }
                 let version = sqlx::query_scalar::<_, i64>(documents::PUT_DOCUMENT)
                     .bind(name)
                     .bind(body)
@@ -95,7 +132,7 @@ macro_rules! impl_document_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Ok(version)
+                Ok(Some(version))
             }
         }
     };

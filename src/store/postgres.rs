@@ -46,4 +46,7 @@ impl_sql_store!(
     sqlx::migrate!("migrations/postgres")
 );
 impl_oauth_store!(PostgresStore, Postgres);
-impl_document_store!(PostgresStore);
+impl_document_store!(
+    PostgresStore,
+    "LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE"
+);

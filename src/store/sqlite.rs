@@ -53,4 +53,4 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
 impl_oauth_store!(SqliteStore, Sqlite);
-impl_document_store!(SqliteStore);
+impl_document_store!(SqliteStore, "SELECT 1");

@@ -855,7 +855,91 @@ async fn scope_catalog_file(backend: Backend) {
     server.stop().await;
 }
 
+/// Spellings an upstream may resolve to a stricter route are refused, not matched to a
+/// looser rule; a route can only need a scope that grants something.
+async fn ambiguous_paths_and_empty_scopes_fail_closed(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let cards = server
+        .user_with_role("cards", "cards", &["credit_cards:read", "orders:read"])
+        .await;
+    let policy = format!("{BUILTIN_POLICY}\nGET,HEAD /api/v1/credit_cards/** credit_cards:read\n");
+    replace_policy(&server, &policy, false)
+        .await
+        .expect("replace");
+    let honest = route(&server, &cards, "GET", "/api/v1/credit_cards/1/decrypted").await;
+    assert_verdict(&honest, 403, "missing_permission");
+    // Case is ignored, so this reaches the stricter rule too.
+    let shouting = route(&server, &cards, "GET", "/api/v1/credit_cards/1/DECRYPTED").await;
+    assert_verdict(&shouting, 403, "missing_permission");
+    for path in [
+        "/api/v1/credit_cards/1/%64ecrypted",
+        "/api/v1/credit_cards/1/decrypted;x=1",
+        "/api/v1/credit_cards/1/decrypted%3B",
+        "/api/v1/orders/..;/..;/credit_cards/1/decrypted",
+        "/api/v1/orders/%252e%252e/%252e%252e/credit_cards/1/decrypted",
+        "/api/v1/orders/%c0%ae%c0%ae/credit_cards/1/decrypted",
+        "/api/v1/orders/1#/../../credit_cards/1/decrypted",
+    ] {
+        let refused = server
+            .identity()
+            .await
+            .check_permission(pb::CheckPermissionRequest {
+                authorization: cards.clone(),
+                method: "GET".into(),
+                path: path.into(),
+                ..Default::default()
+            })
+            .await;
+        assert_status(refused, Code::InvalidArgument, "path");
+    }
+    let open_vault = format!("{BUILTIN_POLICY}\nGET /api/v1/vault/** scope no_expiry\n");
+    assert_status(
+        replace_policy(&server, &open_vault, false).await,
+        Code::InvalidArgument,
+        "grants no permissions",
+    );
+    server.stop().await;
+}
+
+/// Two replicas replacing the catalog and the policy at once never store a pair that
+/// does not fit: one of them is told to retry, and a new replica still starts.
+async fn concurrent_replacements_keep_a_fitting_pair(backend: Backend) {
+    let mut a = TestServer::start(backend).await;
+    let db = take_db(&mut a, backend).await;
+    let b = start_again(db, a.admin_auth.clone(), |_| {}).await;
+    let with_extra = format!("{BUILTIN_CATALOG}\nextra x:read\n");
+    let using_extra = format!("{BUILTIN_POLICY}\nGET /extra scope extra\n");
+    for _ in 0..20 {
+        replace_catalog(&a, &with_extra, false)
+            .await
+            .expect("catalog with extra");
+        replace_policy(&a, BUILTIN_POLICY, false)
+            .await
+            .expect("policy without it");
+        let (dropped, used) = tokio::join!(
+            replace_catalog(&a, BUILTIN_CATALOG, false),
+            replace_policy(&b, &using_extra, false),
+        );
+        assert!(
+            dropped.is_err() || used.is_err(),
+            "both replacements committed: the stored pair does not fit"
+        );
+        if used.is_ok() {
+            replace_policy(&a, BUILTIN_POLICY, false)
+                .await
+                .expect("undo");
+        }
+    }
+    let (db, _) = shut_down(b, backend).await;
+    try_prepare(&db, |_| {})
+        .await
+        .expect("a new replica starts");
+    a.stop().await;
+}
+
 on_both_backends!(
+    ambiguous_paths_and_empty_scopes_fail_closed,
+    concurrent_replacements_keep_a_fitting_pair,
     builtin_policy_table,
     scoped_tokens_on_routes,
     builtin_documents,

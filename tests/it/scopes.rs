@@ -432,6 +432,14 @@ async fn refresh_narrows_scopes_and_never_widens(backend: Backend) {
     user_with_password(&server, "carol", &ORDER_CLERK).await;
     let first = login_with_scope(&server, "carol", "orders").await;
     assert_eq!(first.scope, "orders");
+    // Checked once, so it is cached with its wider scope.
+    assert_allowed(
+        &server,
+        &first.access_token,
+        "orders:write",
+        "before narrowing",
+    )
+    .await;
 
     let narrowed = refresh_with_scope(&server, &first.refresh_token, "read_orders")
         .await
@@ -485,11 +493,21 @@ async fn refresh_narrows_scopes_and_never_widens(backend: Backend) {
         .await
         .expect("the refused refreshes did not use up the refresh token");
     assert_eq!(after.scope, "read_orders");
+    // The session's scopes bound every token of it, the earlier wider one included,
+    // from the next check on (cached or not).
     assert_allowed(
         &server,
         &first.access_token,
-        "orders:write",
+        "orders:read",
         "the session lives",
+    )
+    .await;
+    assert_insufficient_scope(
+        &server,
+        &first.access_token,
+        "orders:write",
+        "orders",
+        "narrowed with its session",
     )
     .await;
 
@@ -695,7 +713,122 @@ async fn disabling_the_user_ends_a_non_expiring_token(backend: Backend) {
     server.stop().await;
 }
 
+/// A scoped credential administers only within its scopes: an admin's `no_expiry`
+/// token (which grants nothing) cannot call Admin, nor mint an unscoped API token.
+async fn scoped_tokens_stay_within_their_scopes_everywhere(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    set_password(&server, "admin", PASSWORD)
+        .await
+        .expect("admin password");
+    let nx = login_with_scope(&server, "admin", "no_expiry").await;
+    let auth = bearer(&nx.access_token);
+    assert_verdict(
+        &server.check(&auth, &["users:write"]).await,
+        403,
+        "insufficient_scope",
+    );
+    let created = server
+        .admin()
+        .await
+        .create_user(authed(
+            &auth,
+            pb::CreateUserRequest {
+                username: "mallory".into(),
+                is_staff: true,
+                roles: vec!["admin".into()],
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_status(
+        created,
+        Code::PermissionDenied,
+        "missing permission users:write",
+    );
+    let listed = server
+        .admin()
+        .await
+        .get_route_policy(authed(&auth, pb::GetRoutePolicyRequest {}))
+        .await;
+    assert_status(
+        listed,
+        Code::PermissionDenied,
+        "missing permission policy:read",
+    );
+    // Nor may a scoped token trade itself for an unscoped API token.
+    server.user_with_role("clerk", "clerk", &ORDER_CLERK).await;
+    set_password(&server, "clerk", PASSWORD)
+        .await
+        .expect("password");
+    let read_orders = login_with_scope(&server, "clerk", "read_orders").await;
+    let regenerated = server
+        .identity()
+        .await
+        .regenerate_api_token(authed(
+            &bearer(&read_orders.access_token),
+            pb::RegenerateApiTokenRequest::default(),
+        ))
+        .await;
+    assert_status(regenerated, Code::PermissionDenied, "scoped token");
+    server.stop().await;
+}
+
+/// Narrowing on refresh through `supersedes` still needs what the narrower scope needs,
+/// and a catalog whose superseding scope does not cover the superseded one is refused.
+async fn narrowing_never_skips_what_a_scope_needs(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let builtin = include_str!("../../src/defaults/scope_catalog.txt");
+    let replace = |text: String| {
+        let server = &server;
+        async move {
+            server
+                .admin()
+                .await
+                .replace_scope_catalog(as_admin(
+                    server,
+                    pb::ReplaceScopeCatalogRequest {
+                        text,
+                        validate_only: false,
+                    },
+                ))
+                .await
+        }
+    };
+    let widening = format!("{builtin}\nbig supersedes=small x:read\nsmall x:read x:write\n");
+    assert_status(
+        replace(widening).await,
+        Code::InvalidArgument,
+        "does not grant x:write",
+    );
+    let needy = format!(
+        "{builtin}\nbig supersedes=small needs=secret:admin x:read\nsmall needs=secret:admin x:read\n"
+    );
+    replace(needy).await.expect("catalog");
+    user_with_password(&server, "u", &["x:read", "secret:admin"]).await;
+    let big = login_with_scope(&server, "u", "big").await;
+    // The user loses secret:admin: narrowing to `small` is refused, naming the need.
+    server
+        .admin()
+        .await
+        .set_role_permissions(as_admin(
+            &server,
+            pb::SetRolePermissionsRequest {
+                name: "u-role".into(),
+                permissions: vec!["x:read".into()],
+            },
+        ))
+        .await
+        .expect("narrow the role");
+    assert_invalid_scope(
+        refresh_with_scope(&server, &big.refresh_token, "small").await,
+        &["small", "secret:admin"],
+    );
+    server.stop().await;
+}
+
 on_both_backends!(
+    scoped_tokens_stay_within_their_scopes_everywhere,
+    narrowing_never_skips_what_a_scope_needs,
     invalid_scopes_are_refused_by_name,
     scopes_are_normalised_and_carried_in_the_token,
     integration_scopes_follow_its_permissions,
