@@ -501,3 +501,23 @@ pub fn kid_of(token: &str) -> String {
         .expect("a string kid in the header")
         .to_owned()
 }
+
+/// ReplaceScopeCatalog as the bootstrap admin.
+pub async fn replace_catalog(
+    server: &TestServer,
+    text: &str,
+    validate_only: bool,
+) -> Result<pb::ScopeCatalog, Status> {
+    server
+        .admin()
+        .await
+        .replace_scope_catalog(as_admin(
+            server,
+            pb::ReplaceScopeCatalogRequest {
+                text: text.into(),
+                validate_only,
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}

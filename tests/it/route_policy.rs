@@ -158,26 +158,6 @@ async fn catalog(server: &TestServer) -> pb::ScopeCatalog {
         .expect("GetScopeCatalog")
 }
 
-/// ReplaceScopeCatalog as the bootstrap admin.
-async fn replace_catalog(
-    server: &TestServer,
-    text: &str,
-    validate_only: bool,
-) -> Result<pb::ScopeCatalog, Status> {
-    server
-        .admin()
-        .await
-        .replace_scope_catalog(as_admin(
-            server,
-            pb::ReplaceScopeCatalogRequest {
-                text: text.into(),
-                validate_only,
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
-}
-
 /// The built-in catalog with `read_orders` narrowed to `orders:read`.
 fn narrowed_catalog() -> String {
     let narrowed = BUILTIN_CATALOG.replace(

@@ -778,32 +778,18 @@ async fn scoped_tokens_stay_within_their_scopes_everywhere(backend: Backend) {
 async fn narrowing_never_skips_what_a_scope_needs(backend: Backend) {
     let server = TestServer::start(backend).await;
     let builtin = include_str!("../../src/defaults/scope_catalog.txt");
-    let replace = |text: String| {
-        let server = &server;
-        async move {
-            server
-                .admin()
-                .await
-                .replace_scope_catalog(as_admin(
-                    server,
-                    pb::ReplaceScopeCatalogRequest {
-                        text,
-                        validate_only: false,
-                    },
-                ))
-                .await
-        }
-    };
     let widening = format!("{builtin}\nbig supersedes=small x:read\nsmall x:read x:write\n");
     assert_status(
-        replace(widening).await,
+        replace_catalog(&server, &widening, false).await,
         Code::InvalidArgument,
         "does not grant x:write",
     );
     let needy = format!(
         "{builtin}\nbig supersedes=small needs=secret:admin x:read\nsmall needs=secret:admin x:read\n"
     );
-    replace(needy).await.expect("catalog");
+    replace_catalog(&server, &needy, false)
+        .await
+        .expect("catalog");
     user_with_password(&server, "u", &["x:read", "secret:admin"]).await;
     let big = login_with_scope(&server, "u", "big").await;
     // The user loses secret:admin: narrowing to `small` is refused, naming the need.
