@@ -106,6 +106,12 @@ pub struct Catalog {
     source: String,
 }
 
+/// The names in a space-separated scope string (RFC 6749 §3.3), as requests send them
+/// and sessions and token claims store them.
+pub fn names(scope: &str) -> Vec<String> {
+    scope.split_ascii_whitespace().map(str::to_owned).collect()
+}
+
 impl Catalog {
     /// The built-in catalog, `src/defaults/scope_catalog.txt`. It is compiled in and
     /// covered by tests, so an error here is a build defect, not an operator's.

@@ -13,11 +13,11 @@ use super::cache::CheckCache;
 use super::documents::Documents;
 use super::keys::KeyRing;
 use crate::domain::access_token::{TokenPolicy, TokenRejection, looks_like_jwt};
-use crate::domain::clock::NEVER;
-use crate::domain::clock::{Clock, UnixSeconds};
+use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::credentials::{Credential, Scheme, parse_authorization};
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::principal::{Authenticated, CredentialKind, Principal, PrincipalKind};
+use crate::domain::scopes;
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::domain::verdict::AuthFailure;
 use crate::store::{ApiTokenOwner, SessionPrincipal, Store, StoreError};
@@ -202,15 +202,13 @@ impl Authenticator {
         } else {
             PrincipalKind::User
         };
-        let names =
-            |s: &str| -> Vec<String> { s.split_ascii_whitespace().map(str::to_owned).collect() };
         let documents = self.documents.current();
-        let scopes: Option<Vec<String>> = credential.scopes.map(names);
+        let scopes: Option<Vec<String>> = credential.scopes.map(scopes::names);
         let mut ceiling = scopes.as_ref().map(|n| documents.catalog.grants(n));
         // A refresh may have narrowed the session since this token was issued: the
         // session's scopes bound every token of it.
         if !session.scopes.is_empty() {
-            let session_grants = documents.catalog.grants(&names(&session.scopes));
+            let session_grants = documents.catalog.grants(&scopes::names(&session.scopes));
             ceiling = Some(match ceiling {
                 Some(token_grants) => token_grants.intersect(&session_grants),
                 None => session_grants,

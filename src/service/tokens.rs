@@ -22,7 +22,7 @@ use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::names;
 use crate::domain::permissions::Permission;
-use crate::domain::scopes::{Catalog, ScopeError};
+use crate::domain::scopes::{self, Catalog, ScopeError};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{NewRefreshToken, NewSession, SessionGuard, Store, Subject};
 use secrecy::{ExposeSecret, SecretString};
@@ -172,11 +172,6 @@ impl Granted {
     }
 }
 
-/// The names in a space-separated scope parameter.
-fn scope_names(scope: &str) -> Vec<String> {
-    scope.split_ascii_whitespace().map(str::to_owned).collect()
-}
-
 impl Tokens {
     /// Builds the service.
     pub fn new(
@@ -315,7 +310,7 @@ impl Tokens {
         let documents = self.documents.current();
         let names = documents
             .catalog
-            .normalize(&scope_names(scope))
+            .normalize(&scopes::names(scope))
             .map_err(OAuthError::InvalidScope)?;
         self.held(&documents.catalog, subject, names).await
     }
@@ -356,12 +351,12 @@ impl Tokens {
     ) -> Result<Granted, ServiceError> {
         let documents = self.documents.current();
         let catalog = &documents.catalog;
-        let granted = scope_names(granted);
+        let granted = scopes::names(granted);
         if scope.trim().is_empty() {
             return Ok(Granted::of(catalog, granted));
         }
         let asked = catalog
-            .normalize(&scope_names(scope))
+            .normalize(&scopes::names(scope))
             .map_err(OAuthError::InvalidScope)?;
         let covered = |name: &String| {
             granted.is_empty()
@@ -396,10 +391,12 @@ impl Tokens {
         let opaque = granted
             .no_expiry
             .then(|| SecretKind::NonExpiringToken.generate());
-        let expires_at = match (&opaque, grant_type) {
+        // A login with refresh tokens lasts as long as they may be refreshed; a grant
+        // without lasts as long as its one access token.
+        let expires_at = match (&opaque, &refresh) {
             (Some(_), _) => NEVER,
-            (None, "password") => now + self.settings.refresh_ttl,
-            (None, _) => now + self.settings.access_ttl,
+            (None, Some(_)) => now + self.settings.refresh_ttl,
+            (None, None) => now + self.settings.access_ttl,
         };
         let session = NewSession {
             id: new_id(),
