@@ -108,11 +108,7 @@ impl Documents {
                 RoutePolicy::parse(&file.text, &catalog).map_err(|e| file.invalid(POLICY, e))?;
             }
             None => {
-                let stored = store.get_document(POLICY).await?;
-                let parsed = match &stored {
-                    Some(d) => RoutePolicy::parse(&d.body, &catalog),
-                    None => RoutePolicy::builtin(&catalog),
-                };
+                let (parsed, _) = stored_policy(store.as_ref(), &catalog).await?;
                 parsed.map_err(|error| DocumentLoadError::Invalid {
                     what: POLICY,
                     origin: match &catalog_file {
@@ -355,13 +351,22 @@ async fn stored_catalog(store: &dyn Store) -> Result<(Catalog, i64), DocumentLoa
     Ok((catalog.map_err(invalid_in_database(CATALOG))?, version))
 }
 
+/// The stored policy parsed against `catalog`, and its version; the built-in policy
+/// (version 0) when none is stored.
+async fn stored_policy(
+    store: &dyn Store,
+    catalog: &Catalog,
+) -> Result<(Result<RoutePolicy, DocumentError>, i64), StoreError> {
+    Ok(match store.get_document(POLICY).await? {
+        Some(d) => (RoutePolicy::parse(&d.body, catalog), d.version),
+        None => (RoutePolicy::builtin(catalog), 0),
+    })
+}
+
 /// The stored pair, or the built-in documents where none is stored.
 async fn stored_snapshot(store: &dyn Store) -> Result<Snapshot, DocumentLoadError> {
     let (catalog, catalog_version) = stored_catalog(store).await?;
-    let (policy, policy_version) = match store.get_document(POLICY).await? {
-        Some(d) => (RoutePolicy::parse(&d.body, &catalog), d.version),
-        None => (RoutePolicy::builtin(&catalog), 0),
-    };
+    let (policy, policy_version) = stored_policy(store, &catalog).await?;
     Ok(Snapshot {
         policy: policy.map_err(invalid_in_database(POLICY))?,
         catalog,
