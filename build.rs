@@ -15,6 +15,7 @@ const REFLECTION_ONLY: &[&str] = &["google/rpc/error_details.proto"];
 const SECRET_BEARING: &[&str] = &[
     ".identity.v1.AuthenticateRequest",
     ".identity.v1.CheckPermissionRequest",
+    ".identity.v1.CreateAppTokenResponse",
     ".identity.v1.CreateIntegrationResponse",
     ".identity.v1.IssueTokenRequest",
     ".identity.v1.RefreshTokenRequest",

@@ -17,6 +17,7 @@ use crate::service::documents::{DocumentFiles, DocumentLoadError, Documents, rel
 use crate::service::keys::{KeyError, KeyRing, RELOAD_INTERVAL};
 use crate::service::passwords::{PasswordError, Passwords};
 use crate::service::tokens::{TokenSettings, Tokens};
+use crate::service::usage::{UsageRecorder, record_usage};
 use crate::store::{self, Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -81,6 +82,7 @@ pub struct Prepared {
     documents: Arc<Documents>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
+    usage: Arc<UsageRecorder>,
     realm: String,
     /// Credentials of the admin created on an empty database; shown once by the caller.
     pub bootstrap: Option<BootstrapCredentials>,
@@ -125,6 +127,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     };
     let documents =
         Arc::new(Documents::load(store.clone(), cache.clone(), clock.clone(), &files).await?);
+    let usage = Arc::new(UsageRecorder::new());
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),
         cache.clone(),
@@ -132,6 +135,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         policy.clone(),
         clock.clone(),
         documents.clone(),
+        usage.clone(),
     ));
     let checker = Arc::new(Checker::new(authenticator.clone(), documents.clone()));
     let admin = Arc::new(AdminService::new(
@@ -165,6 +169,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         documents,
         admin,
         tokens,
+        usage,
         realm: config.realm.clone(),
         bootstrap,
     })
@@ -202,6 +207,7 @@ impl Prepared {
             tokio::spawn(reload_keys(self.keys.clone())),
             tokio::spawn(purge_sessions(self.store.clone(), self.clock.clone())),
             tokio::spawn(reload_documents(self.documents.clone())),
+            tokio::spawn(record_usage(self.usage.clone(), self.store.clone())),
         ];
 
         let identity = IdentityApi::new(
@@ -223,6 +229,8 @@ impl Prepared {
         for task in background {
             task.abort();
         }
+        // Uses noted since the last round would otherwise be lost.
+        self.usage.flush(self.store.as_ref()).await;
         tracing::info!("server stopped");
         Ok(served?)
     }

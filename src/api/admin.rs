@@ -1,15 +1,16 @@
-//! `identity.v1.Admin`: users, roles, API access, passwords, integrations, keys, and the
-//! scope catalog and route policy. Every RPC authenticates the caller from its
+//! `identity.v1.Admin`: users, roles, API access, passwords, integrations, keys, the
+//! scope catalog and route policy, and apps with their tokens. Every RPC authenticates the caller from its
 //! `authorization` metadata and requires one permission before doing anything.
 
 use super::metadata::authorization;
 use super::pb::{self, admin_server};
 use crate::domain::permissions::admin::{
-    INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE, POLICY_READ, POLICY_WRITE,
-    ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE,
+    APPS_READ, APPS_WRITE, INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE,
+    POLICY_READ, POLICY_WRITE, ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE,
 };
 use crate::domain::principal::Authenticated;
 use crate::service::admin::{AdminService, CreateUser, UpdateUser};
+use crate::service::apps::UpdateApp;
 use crate::service::documents::Documents;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -59,6 +60,7 @@ impl admin_server::Admin for AdminApi {
                 username: r.username,
                 email: r.email,
                 is_staff: r.is_staff,
+                is_customer: r.is_customer,
                 roles: r.roles,
             })
             .await?;
@@ -97,6 +99,7 @@ impl admin_server::Admin for AdminApi {
                 username: r.username,
                 email: r.email,
                 is_staff: r.is_staff,
+                is_customer: r.is_customer,
                 active: r.active,
             })
             .await?;
@@ -434,5 +437,136 @@ impl admin_server::Admin for AdminApi {
             );
         }
         Ok(Response::new(next.as_ref().into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_user_credentials(
+        &self,
+        request: Request<pb::RevokeUserCredentialsRequest>,
+    ) -> Reply<pb::RevokeUserCredentialsResponse> {
+        let caller = self.guard(&request, USERS_WRITE).await?;
+        let revoked = self
+            .service
+            .revoke_user_credentials(&request.get_ref().username)
+            .await?;
+        audit(&caller, "revoke_user_credentials", &revoked.user.id);
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(Response::new(pb::RevokeUserCredentialsResponse {
+            sessions_revoked: count(revoked.sessions),
+            api_token_revoked: revoked.api_token,
+            app_tokens_revoked: count(revoked.app_tokens),
+            user: Some(revoked.user.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_app(&self, request: Request<pb::CreateAppRequest>) -> Reply<pb::App> {
+        let caller = self.guard(&request, APPS_WRITE).await?;
+        let r = request.into_inner();
+        AdminService::require_grantable(&caller, &r.permissions)?;
+        let app = self
+            .service
+            .create_app(r.name, &r.permissions, &r.attached_user)
+            .await?;
+        audit(&caller, "create_app", &app.id);
+        Ok(Response::new(app.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_app(&self, request: Request<pb::GetAppRequest>) -> Reply<pb::App> {
+        self.guard(&request, APPS_READ).await?;
+        let app = self.service.get_app(&request.get_ref().app_id).await?;
+        Ok(Response::new(app.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_apps(
+        &self,
+        request: Request<pb::ListAppsRequest>,
+    ) -> Reply<pb::ListAppsResponse> {
+        self.guard(&request, APPS_READ).await?;
+        let apps = self.service.list_apps().await?;
+        Ok(Response::new(pb::ListAppsResponse {
+            apps: apps.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn update_app(&self, request: Request<pb::UpdateAppRequest>) -> Reply<pb::App> {
+        let caller = self.guard(&request, APPS_WRITE).await?;
+        let r = request.into_inner();
+        let permissions = r.permissions.map(|list| list.permissions);
+        if let Some(permissions) = &permissions {
+            AdminService::require_grantable(&caller, permissions)?;
+        }
+        let app = self
+            .service
+            .update_app(UpdateApp {
+                app_id: r.app_id,
+                name: r.name,
+                permissions,
+                attached_user: r.attached_user,
+                active: r.active,
+            })
+            .await?;
+        audit(&caller, "update_app", &app.id);
+        Ok(Response::new(app.into()))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_app(
+        &self,
+        request: Request<pb::DeleteAppRequest>,
+    ) -> Reply<pb::DeleteAppResponse> {
+        let caller = self.guard(&request, APPS_WRITE).await?;
+        let app_id = &request.get_ref().app_id;
+        self.service.delete_app(app_id).await?;
+        audit(&caller, "delete_app", app_id);
+        Ok(Response::new(pb::DeleteAppResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn create_app_token(
+        &self,
+        request: Request<pb::CreateAppTokenRequest>,
+    ) -> Reply<pb::CreateAppTokenResponse> {
+        let caller = self.guard(&request, APPS_WRITE).await?;
+        let r = request.into_inner();
+        let (record, token) = self.service.create_app_token(&r.app_id, r.name).await?;
+        audit(&caller, "create_app_token", &record.id);
+        Ok(Response::new(pb::CreateAppTokenResponse {
+            app_token: Some(record.into()),
+            token: token.expose_secret().to_owned(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_app_tokens(
+        &self,
+        request: Request<pb::ListAppTokensRequest>,
+    ) -> Reply<pb::ListAppTokensResponse> {
+        self.guard(&request, APPS_READ).await?;
+        let tokens = self
+            .service
+            .list_app_tokens(&request.get_ref().app_id)
+            .await?;
+        Ok(Response::new(pb::ListAppTokensResponse {
+            app_tokens: tokens.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn revoke_app_token(
+        &self,
+        request: Request<pb::RevokeAppTokenRequest>,
+    ) -> Reply<pb::RevokeAppTokenResponse> {
+        let caller = self.guard(&request, APPS_WRITE).await?;
+        let r = request.get_ref();
+        let revoked = self
+            .service
+            .revoke_app_token(&r.app_id, &r.token_id)
+            .await?;
+        audit(&caller, "revoke_app_token", &revoked.id);
+        Ok(Response::new(pb::RevokeAppTokenResponse {}))
     }
 }

@@ -6,7 +6,9 @@ use crate::domain::route_policy::{Requirement, Uncovered};
 use crate::domain::verdict::Decision;
 use crate::service::documents::Snapshot;
 use crate::service::keys::PublicJwk;
-use crate::store::{IntegrationRecord, RoleRecord, SigningKeyRecord, UserRecord};
+use crate::store::{
+    AppRecord, AppTokenRecord, IntegrationRecord, RoleRecord, SigningKeyRecord, UserRecord,
+};
 
 impl From<UserRecord> for pb::User {
     fn from(u: UserRecord) -> Self {
@@ -15,6 +17,7 @@ impl From<UserRecord> for pb::User {
             username: u.username,
             email: u.email.unwrap_or_default(),
             is_staff: u.is_staff,
+            is_customer: u.is_customer,
             active: u.active,
             api_access: u.api_access,
             roles: u.roles,
@@ -51,6 +54,33 @@ impl From<IntegrationRecord> for pb::Integration {
     }
 }
 
+impl From<AppRecord> for pb::App {
+    fn from(a: AppRecord) -> Self {
+        Self {
+            id: a.id,
+            name: a.name,
+            active: a.active,
+            permissions: a.permissions,
+            attached_user: a.attached_user.unwrap_or_default(),
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+        }
+    }
+}
+
+impl From<AppTokenRecord> for pb::AppToken {
+    fn from(t: AppTokenRecord) -> Self {
+        Self {
+            id: t.id,
+            app_id: t.app_id,
+            name: t.name,
+            last4: t.last4,
+            created_at: t.created_at,
+            last_used_at: t.last_used_at.unwrap_or_default(),
+        }
+    }
+}
+
 impl From<SigningKeyRecord> for pb::SigningKey {
     fn from(k: SigningKeyRecord) -> Self {
         Self {
@@ -82,12 +112,21 @@ impl From<&Principal> for pb::Principal {
         let kind = match p.kind {
             PrincipalKind::User => pb::PrincipalKind::User,
             PrincipalKind::Integration => pb::PrincipalKind::Integration,
+            PrincipalKind::App => pb::PrincipalKind::App,
         };
+        let (attached_user_id, attached_username) = p
+            .attached_user
+            .as_ref()
+            .map(|u| (u.id.clone(), u.username.clone()))
+            .unwrap_or_default();
         Self {
             kind: kind.into(),
             id: p.id.clone(),
             name: p.name.clone(),
             is_staff: p.is_staff,
+            is_customer: p.is_customer,
+            attached_user_id,
+            attached_username,
             scheme: p.scheme.as_str().to_owned(),
             credential_kind: p.credential_kind.as_str().to_owned(),
             credential_id: p.credential_id.clone(),
@@ -100,12 +139,10 @@ impl From<&Principal> for pb::Principal {
 
 /// The wire verdict of a decision.
 pub fn verdict(d: &Decision) -> pb::Verdict {
-    match d {
-        Decision::Allow => pb::Verdict::Allow,
-        Decision::Unauthenticated(_) => pb::Verdict::Unauthenticated,
-        Decision::MissingPermission(_)
-        | Decision::InsufficientScope { .. }
-        | Decision::UncoveredRoute => pb::Verdict::Forbidden,
+    match d.http_status() {
+        200 => pb::Verdict::Allow,
+        401 => pb::Verdict::Unauthenticated,
+        _ => pb::Verdict::Forbidden,
     }
 }
 

@@ -226,6 +226,13 @@ impl identity_server::Identity for IdentityApi {
                 response.missing = missing.iter().map(ToString::to_string).collect();
                 response.message = format!("missing permission {}", response.missing.join(", "));
             }
+            Decision::AttachedUserMissingPermission { username, missing } => {
+                response.missing = missing.iter().map(ToString::to_string).collect();
+                response.message = format!(
+                    "the app's attached user {username} lacks permission {}",
+                    response.missing.join(", ")
+                );
+            }
             Decision::InsufficientScope { missing, scopes } => {
                 response.missing = missing.iter().map(ToString::to_string).collect();
                 response.message = format!(

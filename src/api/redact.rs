@@ -36,6 +36,15 @@ impl fmt::Debug for pb::CheckPermissionRequest {
     }
 }
 
+impl fmt::Debug for pb::CreateAppTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CreateAppTokenResponse")
+            .field("app_token", &self.app_token)
+            .field("token", &redacted(&self.token))
+            .finish()
+    }
+}
+
 impl fmt::Debug for pb::IssueTokenRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IssueTokenRequest")

@@ -37,7 +37,7 @@ impl From<ServiceError> for Status {
             }
             ServiceError::Unauthenticated(failure) => info(
                 Code::Unauthenticated,
-                failure.message().to_owned(),
+                failure.message().into_owned(),
                 failure.code(),
             ),
             ServiceError::PermissionDenied(why) => {

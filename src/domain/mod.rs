@@ -5,6 +5,7 @@
 pub mod access_token;
 pub mod clock;
 pub mod credentials;
+pub mod dispatch;
 pub mod document;
 pub mod names;
 pub mod permissions;

@@ -217,6 +217,10 @@ pub mod admin {
     pub const POLICY_READ: &str = "policy:read";
     /// Replace the scope catalog or the route policy.
     pub const POLICY_WRITE: &str = "policy:write";
+    /// Read apps and list their tokens.
+    pub const APPS_READ: &str = "apps:read";
+    /// Create, change and delete apps; create and revoke their tokens.
+    pub const APPS_WRITE: &str = "apps:write";
 
     /// Every admin permission.
     pub const ALL: &[&str] = &[
@@ -230,5 +234,7 @@ pub mod admin {
         KEYS_WRITE,
         POLICY_READ,
         POLICY_WRITE,
+        APPS_READ,
+        APPS_WRITE,
     ];
 }

@@ -12,6 +12,8 @@ pub enum PrincipalKind {
     User,
     /// A machine client holding a client id and secret.
     Integration,
+    /// A custom app holding named app tokens.
+    App,
 }
 
 /// The kinds of credential, as reported to callers.
@@ -23,6 +25,8 @@ pub enum CredentialKind {
     AccessToken,
     /// An opaque non-expiring token (scope `no_expiry`) presented with `Bearer`.
     NonExpiringToken,
+    /// An app's named token presented with `Bearer`.
+    AppToken,
 }
 
 impl CredentialKind {
@@ -32,6 +36,7 @@ impl CredentialKind {
             Self::ApiToken => "api_token",
             Self::AccessToken => "access_token",
             Self::NonExpiringToken => "non_expiring_token",
+            Self::AppToken => "app_token",
         }
     }
 }
@@ -47,6 +52,10 @@ pub struct Principal {
     pub name: String,
     /// True for staff users.
     pub is_staff: bool,
+    /// True for customer users.
+    pub is_customer: bool,
+    /// For an app with an attached user: that user.
+    pub attached_user: Option<AttachedUser>,
     /// Scheme the credential was presented with.
     pub scheme: Scheme,
     /// Kind of credential presented.
@@ -62,6 +71,17 @@ pub struct Principal {
     pub scopes: Vec<String>,
 }
 
+/// The user an app is attached to: the app acts within that user's permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedUser {
+    /// User id.
+    pub id: String,
+    /// Username.
+    pub username: String,
+    /// Staff flag: an app acting for a customer never administers.
+    pub is_staff: bool,
+}
+
 /// A successfully authenticated credential: the principal and its effective permissions,
 /// computed from current state when the entry was loaded.
 #[derive(Debug, Clone)]
@@ -73,24 +93,32 @@ pub struct Authenticated {
     /// For a scoped credential: the most its scopes allow. What it may do is this ∩
     /// `permissions`; `None` means unscoped (all of `permissions`).
     pub scope_ceiling: Option<Arc<PermissionSet>>,
+    /// For an app with an attached user: that user's current permissions, which bound
+    /// the app's.
+    pub attached_permissions: Option<Arc<PermissionSet>>,
 }
 
 impl Authenticated {
-    /// True when the credential may use `required`: the principal holds it and the
-    /// credential's scopes, if any, cover it.
-    pub fn may(&self, required: &Permission) -> bool {
-        self.permissions.grants(required)
-            && self
-                .scope_ceiling
-                .as_ref()
-                .is_none_or(|c| c.grants(required))
+    /// The bounds on the principal's own permissions: the attached user's, then the
+    /// scopes'.
+    fn bounds(&self) -> impl Iterator<Item = &PermissionSet> {
+        self.attached_permissions
+            .iter()
+            .chain(self.scope_ceiling.iter())
+            .map(|b| b.as_ref())
     }
 
-    /// What the credential may do: the principal's permissions, narrowed by its scopes.
+    /// True when the credential may use `required`: the principal holds it, and every
+    /// bound (attached user, scopes) allows it.
+    pub fn may(&self, required: &Permission) -> bool {
+        self.permissions.grants(required) && self.bounds().all(|b| b.grants(required))
+    }
+
+    /// What the credential may do: the principal's permissions, narrowed by every bound.
     pub fn effective_permissions(&self) -> PermissionSet {
-        match &self.scope_ceiling {
-            Some(ceiling) => self.permissions.intersect(ceiling),
-            None => (*self.permissions).clone(),
-        }
+        self.bounds()
+            .fold((*self.permissions).clone(), |held, bound| {
+                held.intersect(bound)
+            })
     }
 }

@@ -29,6 +29,8 @@ pub enum SecretKind {
     CsrfToken,
     /// A non-expiring access token (scope `no_expiry`): opaque and stored, under Bearer.
     NonExpiringToken,
+    /// A named token of an app, under Bearer.
+    AppToken,
 }
 
 impl SecretKind {
@@ -40,6 +42,34 @@ impl SecretKind {
             Self::RefreshToken => "idt_rt_",
             Self::CsrfToken => "idt_csrf_",
             Self::NonExpiringToken => "idt_nx_",
+            Self::AppToken => "idt_app_",
+        }
+    }
+
+    /// Every kind, for recognising a secret by its shape.
+    pub const ALL: [Self; 6] = [
+        Self::ApiToken,
+        Self::ClientSecret,
+        Self::RefreshToken,
+        Self::CsrfToken,
+        Self::NonExpiringToken,
+        Self::AppToken,
+    ];
+
+    /// The kind `candidate` has the exact shape of, if any.
+    pub fn of_shape(candidate: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.matches_shape(candidate))
+    }
+
+    /// What people call a secret of this kind, for messages.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::ApiToken => "API tokens",
+            Self::ClientSecret => "client secrets",
+            Self::RefreshToken => "refresh tokens",
+            Self::CsrfToken => "CSRF tokens",
+            Self::NonExpiringToken => "non-expiring tokens",
+            Self::AppToken => "app tokens",
         }
     }
 
@@ -127,15 +157,10 @@ mod tests {
 
     #[test]
     fn every_kind_has_its_own_prefix() {
-        let kinds = [
-            SecretKind::ApiToken,
-            SecretKind::ClientSecret,
-            SecretKind::RefreshToken,
-            SecretKind::CsrfToken,
-        ];
-        for a in kinds {
+        for a in SecretKind::ALL {
             let secret = a.generate();
-            for b in kinds {
+            assert_eq!(SecretKind::of_shape(secret.expose_secret()), Some(a));
+            for b in SecretKind::ALL {
                 assert_eq!(
                     b.matches_shape(secret.expose_secret()),
                     a == b,

@@ -4,6 +4,7 @@
 use super::credentials::{ParseError, Scheme};
 use super::permissions::{Permission, PermissionSet};
 use super::principal::Authenticated;
+use std::borrow::Cow;
 
 /// Why a credential was not accepted (a 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,20 @@ pub enum AuthFailure {
         /// The scheme it was presented with.
         scheme: Scheme,
     },
+    /// A credential of a kind the scheme does not take (an app token under `JWT`, an
+    /// API token under `Bearer`…). Decided by shape, before any lookup.
+    SchemeMismatch {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+        /// What was presented, plural, for the message (e.g. "app tokens").
+        presented: &'static str,
+    },
+    /// A genuine credential whose principal is deactivated for now: an app, or the
+    /// user an app is attached to.
+    Disabled {
+        /// The scheme it was presented with.
+        scheme: Scheme,
+    },
 }
 
 impl From<ParseError> for AuthFailure {
@@ -64,14 +79,23 @@ impl AuthFailure {
             Self::Expired { .. } => "expired",
             Self::Revoked { .. } => "revoked",
             Self::RegenerationRequired { .. } => "regeneration_required",
+            Self::SchemeMismatch { .. } => "scheme_mismatch",
+            Self::Disabled { .. } => "disabled",
         }
     }
 
     /// A short explanation for people. Never contains input.
-    pub fn message(&self) -> &'static str {
-        match self {
+    pub fn message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Self::Missing => "no credentials were presented",
             Self::Malformed { detail, .. } => detail,
+            Self::SchemeMismatch { scheme, presented } => {
+                return Cow::Owned(format!(
+                    "the {} scheme does not accept {presented}",
+                    scheme.as_str()
+                ));
+            }
+            Self::Disabled { .. } => "the app, or the user it is attached to, is deactivated",
             Self::UnsupportedScheme => "the authorization scheme is not supported",
             Self::Invalid { .. } => "the credentials are not valid",
             Self::Expired { .. } => "the credentials have expired",
@@ -79,7 +103,7 @@ impl AuthFailure {
             Self::RegenerationRequired { .. } => {
                 "the token is past its regeneration date; issue a new one"
             }
-        }
+        })
     }
 
     /// The `WWW-Authenticate` value to answer the 401 with.
@@ -99,6 +123,10 @@ impl AuthFailure {
             }
             | Self::Invalid {
                 scheme: Scheme::Basic,
+            }
+            | Self::SchemeMismatch {
+                scheme: Scheme::Basic,
+                ..
             } => basic,
             Self::Malformed {
                 scheme: Some(s), ..
@@ -106,7 +134,9 @@ impl AuthFailure {
             Self::Invalid { scheme }
             | Self::Expired { scheme }
             | Self::Revoked { scheme }
-            | Self::RegenerationRequired { scheme } => bearer(scheme, "invalid_token"),
+            | Self::RegenerationRequired { scheme }
+            | Self::SchemeMismatch { scheme, .. }
+            | Self::Disabled { scheme } => bearer(scheme, "invalid_token"),
         }
     }
 }
@@ -120,6 +150,14 @@ pub enum Decision {
     Unauthenticated(AuthFailure),
     /// Valid credential, but the principal does not hold these required permissions.
     MissingPermission(Vec<Permission>),
+    /// The principal is an app that holds these required permissions, but the user it
+    /// is attached to does not.
+    AttachedUserMissingPermission {
+        /// The attached user's username, for the message.
+        username: String,
+        /// The required permissions the user lacks.
+        missing: Vec<Permission>,
+    },
     /// The principal holds every required permission, but the credential's scopes do
     /// not cover these.
     InsufficientScope {
@@ -139,9 +177,10 @@ impl Decision {
         match self {
             Self::Allow => 200,
             Self::Unauthenticated(_) => 401,
-            Self::MissingPermission(_) | Self::InsufficientScope { .. } | Self::UncoveredRoute => {
-                403
-            }
+            Self::MissingPermission(_)
+            | Self::AttachedUserMissingPermission { .. }
+            | Self::InsufficientScope { .. }
+            | Self::UncoveredRoute => 403,
         }
     }
 
@@ -151,6 +190,7 @@ impl Decision {
             Self::Allow => "ok",
             Self::Unauthenticated(f) => f.code(),
             Self::MissingPermission(_) => "missing_permission",
+            Self::AttachedUserMissingPermission { .. } => "attached_user_missing_permission",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::UncoveredRoute => "uncovered_route",
         }
@@ -189,6 +229,15 @@ pub fn decide(
     if !missing.is_empty() {
         return Decision::MissingPermission(missing);
     }
+    if let (Some(held), Some(user)) = (&a.attached_permissions, &a.principal.attached_user) {
+        let missing = lacking(held);
+        if !missing.is_empty() {
+            return Decision::AttachedUserMissingPermission {
+                username: user.username.clone(),
+                missing,
+            };
+        }
+    }
     match &a.scope_ceiling {
         Some(ceiling) => {
             let missing = lacking(ceiling);
@@ -206,7 +255,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::principal::{CredentialKind, Principal, PrincipalKind};
+    use crate::domain::principal::{AttachedUser, CredentialKind, Principal, PrincipalKind};
     use std::sync::Arc;
 
     fn p(s: &str) -> Permission {
@@ -220,6 +269,8 @@ mod tests {
                 id: "u1".into(),
                 name: "alice".into(),
                 is_staff: false,
+                is_customer: true,
+                attached_user: None,
                 scheme: Scheme::Basic,
                 credential_kind: CredentialKind::ApiToken,
                 credential_id: "api_token:u1".into(),
@@ -229,6 +280,7 @@ mod tests {
             },
             permissions: Arc::new(perms.iter().map(|s| p(s)).collect::<PermissionSet>()),
             scope_ceiling: None,
+            attached_permissions: None,
         }
     }
 
@@ -319,6 +371,58 @@ mod tests {
             insufficient_scope_challenge(Scheme::Bearer, "identityd", &["orders".into()]),
             r#"Bearer realm="identityd", error="insufficient_scope", scope="orders""#
         );
+    }
+
+    #[test]
+    fn an_attached_user_bounds_an_app() {
+        let mut app = user_with(&["orders:*"]);
+        app.principal.kind = PrincipalKind::App;
+        app.principal.attached_user = Some(AttachedUser {
+            id: "u2".into(),
+            username: "bob".into(),
+            is_staff: false,
+        });
+        app.attached_permissions = Some(Arc::new([p("orders:read")].into_iter().collect()));
+        let none = |_: &[Permission]| Vec::new();
+        assert_eq!(decide(Ok(&app), &[p("orders:read")], none), Decision::Allow);
+        assert!(app.may(&p("orders:read")) && !app.may(&p("orders:write")));
+        // What the user lacks is told apart from what the app itself lacks.
+        assert_eq!(
+            decide(Ok(&app), &[p("orders:write")], none),
+            Decision::AttachedUserMissingPermission {
+                username: "bob".into(),
+                missing: vec![p("orders:write")],
+            }
+        );
+        assert_eq!(
+            decide(Ok(&app), &[p("products:read")], none),
+            Decision::MissingPermission(vec![p("products:read")])
+        );
+        let effective: Vec<String> = app
+            .effective_permissions()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(effective, ["orders:read"]);
+    }
+
+    #[test]
+    fn scheme_mismatch_names_both_sides() {
+        let jwt = AuthFailure::SchemeMismatch {
+            scheme: Scheme::Jwt,
+            presented: "app tokens",
+        };
+        assert_eq!(jwt.code(), "scheme_mismatch");
+        assert_eq!(jwt.message(), "the JWT scheme does not accept app tokens");
+        assert_eq!(
+            jwt.challenge("r"),
+            r#"JWT realm="r", error="invalid_token""#
+        );
+        let basic = AuthFailure::SchemeMismatch {
+            scheme: Scheme::Basic,
+            presented: "app tokens",
+        };
+        assert!(basic.challenge("r").starts_with("Basic realm="));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::domain::names;
 use crate::domain::permissions::{self, Permission};
 use crate::domain::principal::{Authenticated, PrincipalKind};
 use crate::domain::secret::{SecretDigest, SecretKind};
-use crate::store::{NewUser, RoleRecord, Store, UserPatch, UserRecord};
+use crate::store::{NewUser, RoleRecord, Store, UserPatch, UserRecord, UserRevocation};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
@@ -35,6 +35,8 @@ pub struct CreateUser {
     pub email: String,
     /// Staff flag.
     pub is_staff: bool,
+    /// Customer flag; `None` means the opposite of `is_staff`.
+    pub is_customer: Option<bool>,
     /// Role names.
     pub roles: Vec<String>,
 }
@@ -48,6 +50,8 @@ pub struct UpdateUser {
     pub email: Option<String>,
     /// New staff flag.
     pub is_staff: Option<bool>,
+    /// New customer flag.
+    pub is_customer: Option<bool>,
     /// New active flag.
     pub active: Option<bool>,
 }
@@ -114,11 +118,22 @@ impl AdminService {
     }
 
     /// Requires an authenticated caller to hold `permission`, within its credential's
-    /// scopes. Users must also be staff: customers never administer.
+    /// scopes. Users must also be staff, and so must an app's attached user: customers
+    /// never administer, directly or through an app.
     pub fn require(caller: &Authenticated, permission: &str) -> Result<(), ServiceError> {
-        if caller.principal.kind == PrincipalKind::User && !caller.principal.is_staff {
+        let principal = &caller.principal;
+        if principal.kind == PrincipalKind::User && !principal.is_staff {
             return Err(ServiceError::PermissionDenied(
                 "only staff users may call the Admin service".into(),
+            ));
+        }
+        if principal
+            .attached_user
+            .as_ref()
+            .is_some_and(|u| !u.is_staff)
+        {
+            return Err(ServiceError::PermissionDenied(
+                "an app attached to a user who is not staff may not call the Admin service".into(),
             ));
         }
         let required = Permission::parse_required(permission).map_err(|_| {
@@ -162,10 +177,18 @@ impl AdminService {
         for role in &req.roles {
             names::validate_role_name(role).map_err(|r| ServiceError::invalid("roles", r))?;
         }
+        let is_customer = req.is_customer.unwrap_or(!req.is_staff);
+        if !req.is_staff && !is_customer {
+            return Err(ServiceError::invalid(
+                "is_customer",
+                "a user must be staff, a customer, or both",
+            ));
+        }
         let user = NewUser {
             username: req.username,
             email,
             is_staff: req.is_staff,
+            is_customer,
             roles: req.roles,
         };
         Ok(self.store.create_user(&user, self.clock.now()).await?)
@@ -210,6 +233,7 @@ impl AdminService {
         let patch = UserPatch {
             email,
             is_staff: req.is_staff,
+            is_customer: req.is_customer,
             active: req.active,
         };
         let user = self
@@ -221,12 +245,29 @@ impl AdminService {
         Ok(user)
     }
 
-    /// Deletes a user and every credential it holds.
+    /// Deletes a user and every credential it holds; apps attached to it are
+    /// deactivated and detached.
     pub async fn delete_user(&self, username: &str) -> Result<(), ServiceError> {
         check_username(username)?;
-        let id = self.store.delete_user(username).await?;
+        let id = self.store.delete_user(username, self.clock.now()).await?;
         self.cache.invalidate_principal(&id);
         Ok(())
+    }
+
+    /// Ends everything carrying a user's authority: sessions, API token, and the tokens
+    /// of apps attached to it.
+    pub async fn revoke_user_credentials(
+        &self,
+        username: &str,
+    ) -> Result<UserRevocation, ServiceError> {
+        check_username(username)?;
+        let revoked = self
+            .store
+            .revoke_user_credentials(username, self.clock.now())
+            .await?;
+        // Also drops the entries of apps attached to the user.
+        self.cache.invalidate_principal(&revoked.user.id);
+        Ok(revoked)
     }
 
     /// Turns API access on (returning the new token, once) or off.
@@ -356,7 +397,7 @@ impl AdminService {
     }
 }
 
-fn check_username(username: &str) -> Result<(), ServiceError> {
+pub(super) fn check_username(username: &str) -> Result<(), ServiceError> {
     names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
 }
 

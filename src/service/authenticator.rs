@@ -1,26 +1,32 @@
 //! Turns an `Authorization` header into an authenticated principal, through the cache.
 //!
-//! The credential's scheme and shape decide how it is checked, never trial and error:
-//! `Basic` carries a username and API token; `Bearer` and `JWT` carry a signed access
-//! token; `Bearer` also carries non-expiring tokens (`idt_nx_…`). A warm check is one
-//! cache lookup; a cold one verifies the signature once (or looks the opaque token up by
-//! digest) and reads the session and its owner's permissions in one round trip.
+//! The credential's scheme and shape decide how it is checked, never trial and error
+//! (see [`dispatch`](crate::domain::dispatch)): `Basic` carries a username and API token;
+//! `Bearer` a signed access token, a non-expiring token or an app token; `JWT` a user's
+//! signed access token. A warm check is one cache lookup; a cold one verifies the
+//! signature once (or looks the opaque token up by digest) and reads the credential's
+//! owner and permissions in one round trip.
 //!
 //! A scoped credential's entry also holds what its scopes grant under the catalog in
 //! force; replacing the catalog empties the cache.
 
+use super::apps::{app_token_credential_id, app_token_id};
 use super::cache::CheckCache;
 use super::documents::Documents;
 use super::keys::KeyRing;
-use crate::domain::access_token::{TokenPolicy, TokenRejection, looks_like_jwt};
+use super::usage::UsageRecorder;
+use crate::domain::access_token::{TokenPolicy, TokenRejection};
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
-use crate::domain::credentials::{Credential, Scheme, parse_authorization};
+use crate::domain::credentials::{Scheme, parse_authorization};
+use crate::domain::dispatch::{Presented, accepts_principal, dispatch};
 use crate::domain::permissions::{Permission, PermissionSet};
-use crate::domain::principal::{Authenticated, CredentialKind, Principal, PrincipalKind};
+use crate::domain::principal::{
+    AttachedUser, Authenticated, CredentialKind, Principal, PrincipalKind,
+};
 use crate::domain::scopes;
-use crate::domain::secret::{SecretDigest, SecretKind};
+use crate::domain::secret::SecretDigest;
 use crate::domain::verdict::AuthFailure;
-use crate::store::{ApiTokenOwner, SessionPrincipal, Store, StoreError};
+use crate::store::{ApiTokenOwner, AppTokenPrincipal, SessionPrincipal, Store, StoreError};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
 
@@ -35,11 +41,13 @@ pub struct Authenticator {
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
     documents: Arc<Documents>,
+    usage: Arc<UsageRecorder>,
 }
 
 impl Authenticator {
     /// An authenticator over `store`, filling `cache`, verifying access tokens with
-    /// `keys` for `policy`, reading scopes by the catalog in `documents`.
+    /// `keys` for `policy`, reading scopes by the catalog in `documents`, noting app
+    /// token uses in `usage`.
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<CheckCache>,
@@ -47,6 +55,7 @@ impl Authenticator {
         policy: TokenPolicy,
         clock: Arc<dyn Clock>,
         documents: Arc<Documents>,
+        usage: Arc<UsageRecorder>,
     ) -> Self {
         Self {
             store,
@@ -55,23 +64,20 @@ impl Authenticator {
             policy,
             clock,
             documents,
+            usage,
         }
     }
 
     /// Authenticates a raw header. `Err` only when storage failed: the caller must then
     /// deny (fail closed), never allow.
     pub async fn authenticate(&self, header: &str) -> Result<Outcome, StoreError> {
-        let credential = match parse_authorization(header) {
-            Ok(c) => c,
+        let presented = match parse_authorization(header) {
+            Ok(credential) => dispatch(credential),
             Err(e) => return Ok(Err(e.into())),
         };
-        match credential {
-            Credential::Basic { username, token } => {
-                if !SecretKind::ApiToken.matches_shape(token.expose_secret()) {
-                    return Ok(Err(AuthFailure::Invalid {
-                        scheme: Scheme::Basic,
-                    }));
-                }
+        match presented {
+            Err(failure) => Ok(Err(failure)),
+            Ok(Presented::ApiToken { username, token }) => {
                 let digest = SecretDigest::of(&token);
                 let found = self.api_token(digest).await?;
                 // A token presented with someone else's username is simply invalid.
@@ -81,16 +87,17 @@ impl Authenticator {
                         scheme: Scheme::Basic,
                     }))
             }
-            Credential::Token { scheme, token } if looks_like_jwt(token.expose_secret()) => {
-                self.access_token(scheme, &token).await
+            Ok(Presented::AccessToken { scheme, token }) => self.access_token(scheme, &token).await,
+            Ok(Presented::NonExpiringToken(token)) => self.non_expiring_token(&token).await,
+            Ok(Presented::AppToken(token)) => {
+                let outcome = self.app_token(&token).await?;
+                if let Ok(a) = &outcome
+                    && let Some(id) = app_token_id(&a.principal.credential_id)
+                {
+                    self.usage.touch(id, self.clock.now());
+                }
+                Ok(outcome)
             }
-            Credential::Token {
-                scheme: Scheme::Bearer,
-                token,
-            } if SecretKind::NonExpiringToken.matches_shape(token.expose_secret()) => {
-                self.non_expiring_token(&token).await
-            }
-            Credential::Token { scheme, .. } => Ok(Err(AuthFailure::Invalid { scheme })),
         }
     }
 
@@ -125,6 +132,9 @@ impl Authenticator {
         };
         if session.principal_id != claims.sub || session.client_id != claims.client_id {
             return Ok(Err(AuthFailure::Invalid { scheme }));
+        }
+        if let Err(mismatch) = accepts_principal(scheme, session_kind(&session)) {
+            return Ok(Err(mismatch));
         }
         if session.revoked || !session.active {
             return Ok(Err(AuthFailure::Revoked { scheme }));
@@ -179,6 +189,29 @@ impl Authenticator {
         Ok(Ok(authenticated))
     }
 
+    /// Checks an app token: cache first, else the token, its app and the attached user.
+    async fn app_token(&self, token: &SecretString) -> Result<Outcome, StoreError> {
+        let scheme = Scheme::Bearer;
+        let digest = SecretDigest::of(token);
+        if let Some(hit) = self.cache.get(&digest) {
+            return Ok(Ok(hit));
+        }
+        let read_at = self.cache.epoch();
+        let Some(found) = self.store.find_app_token(&digest).await? else {
+            return Ok(Err(AuthFailure::Invalid { scheme }));
+        };
+        if !found.digest.ct_eq(&digest) {
+            return Ok(Err(AuthFailure::Invalid { scheme }));
+        }
+        let attached_inactive = found.attached.as_ref().is_some_and(|u| !u.active);
+        if !found.app_active || attached_inactive {
+            return Ok(Err(AuthFailure::Disabled { scheme }));
+        }
+        let authenticated = Arc::new(app_token_principal(found));
+        self.cache.fill(digest, authenticated.clone(), read_at);
+        Ok(Ok(authenticated))
+    }
+
     /// A cached entry still within its lifetime. An entry past it is dropped, so the
     /// slow path reports why (expired, or regeneration required).
     fn live_hit(&self, key: &SecretDigest, now: UnixSeconds) -> Option<Arc<Authenticated>> {
@@ -197,11 +230,7 @@ impl Authenticator {
         session: SessionPrincipal,
         credential: SessionCredential<'_>,
     ) -> Authenticated {
-        let kind = if session.integration {
-            PrincipalKind::Integration
-        } else {
-            PrincipalKind::User
-        };
+        let kind = session_kind(&session);
         let documents = self.documents.current();
         let scopes: Option<Vec<String>> = credential.scopes.map(scopes::names);
         let mut ceiling = scopes.as_ref().map(|n| documents.catalog.grants(n));
@@ -221,6 +250,8 @@ impl Authenticator {
                 id: session.principal_id,
                 name: session.name,
                 is_staff: session.is_staff,
+                is_customer: session.is_customer,
+                attached_user: None,
                 scheme: credential.scheme,
                 credential_kind: credential.kind,
                 credential_id: credential.id,
@@ -230,6 +261,7 @@ impl Authenticator {
             },
             permissions: stored_permissions(&session.permissions),
             scope_ceiling,
+            attached_permissions: None,
         }
     }
 
@@ -251,6 +283,14 @@ impl Authenticator {
         let authenticated = Arc::new(api_token_principal(owner, &digest));
         self.cache.fill(digest, authenticated.clone(), read_at);
         Ok(Some(authenticated))
+    }
+}
+
+fn session_kind(session: &SessionPrincipal) -> PrincipalKind {
+    if session.integration {
+        PrincipalKind::Integration
+    } else {
+        PrincipalKind::User
     }
 }
 
@@ -290,6 +330,8 @@ fn api_token_principal(owner: ApiTokenOwner, digest: &SecretDigest) -> Authentic
             id: owner.user_id,
             name: owner.username,
             is_staff: owner.is_staff,
+            is_customer: owner.is_customer,
+            attached_user: None,
             scheme: Scheme::Basic,
             credential_kind: CredentialKind::ApiToken,
             credential_id: format!("api_token:{}", digest.short_id()),
@@ -299,5 +341,39 @@ fn api_token_principal(owner: ApiTokenOwner, digest: &SecretDigest) -> Authentic
         },
         permissions: stored_permissions(&owner.permissions),
         scope_ceiling: None,
+        attached_permissions: None,
+    }
+}
+
+fn app_token_principal(found: AppTokenPrincipal) -> Authenticated {
+    let (attached_user, attached_permissions) = match found.attached {
+        Some(user) => (
+            Some(AttachedUser {
+                id: user.id,
+                username: user.username,
+                is_staff: user.is_staff,
+            }),
+            Some(stored_permissions(&user.permissions)),
+        ),
+        None => (None, None),
+    };
+    Authenticated {
+        principal: Principal {
+            kind: PrincipalKind::App,
+            id: found.app_id,
+            name: found.app_name,
+            is_staff: false,
+            is_customer: false,
+            attached_user,
+            scheme: Scheme::Bearer,
+            credential_kind: CredentialKind::AppToken,
+            credential_id: app_token_credential_id(&found.token_id),
+            session_id: None,
+            expires_at: None,
+            scopes: Vec::new(),
+        },
+        permissions: stored_permissions(&found.permissions),
+        scope_ceiling: None,
+        attached_permissions,
     }
 }

@@ -55,6 +55,7 @@ pub async fn bootstrap_admin(
         username: username.to_owned(),
         email: None,
         is_staff: true,
+        is_customer: false,
         roles: vec![ADMIN_ROLE.to_owned()],
     };
     let created = store

@@ -91,10 +91,24 @@ impl CheckCache {
         self.entries.invalidate(key);
     }
 
-    /// Drops every credential of one principal.
+    /// Drops every credential of one principal, and those of apps attached to it (an
+    /// app's entry holds its attached user's permissions).
     pub fn invalidate_principal(&self, principal_id: &str) {
         let id = principal_id.to_owned();
-        self.invalidate_if(move |v| v.principal.id == id);
+        self.invalidate_if(move |v| {
+            v.principal.id == id
+                || v.principal
+                    .attached_user
+                    .as_ref()
+                    .is_some_and(|u| u.id == id)
+        });
+    }
+
+    /// Drops one credential by its credential id, for credentials revoked without
+    /// their secret at hand (an app token revoked by id).
+    pub fn invalidate_credential(&self, credential_id: &str) {
+        let id = credential_id.to_owned();
+        self.invalidate_if(move |v| v.principal.credential_id == id);
     }
 
     /// Drops every access token of one session.
@@ -134,7 +148,7 @@ impl CheckCache {
 mod tests {
     use super::*;
     use crate::domain::credentials::Scheme;
-    use crate::domain::principal::{CredentialKind, Principal, PrincipalKind};
+    use crate::domain::principal::{AttachedUser, CredentialKind, Principal, PrincipalKind};
     use secrecy::SecretString;
 
     fn entry(id: &str) -> Arc<Authenticated> {
@@ -144,6 +158,8 @@ mod tests {
                 id: id.into(),
                 name: id.into(),
                 is_staff: false,
+                is_customer: true,
+                attached_user: None,
                 scheme: Scheme::Basic,
                 credential_kind: CredentialKind::ApiToken,
                 credential_id: String::new(),
@@ -153,6 +169,7 @@ mod tests {
             },
             permissions: Arc::default(),
             scope_ceiling: None,
+            attached_permissions: None,
         })
     }
 
@@ -187,5 +204,34 @@ mod tests {
         assert!(cache.get(&key("b")).is_some());
         cache.invalidate_all();
         assert!(cache.get(&key("b")).is_none());
+    }
+
+    #[test]
+    fn invalidating_a_user_drops_the_apps_attached_to_it() {
+        let cache = CheckCache::new(10, Duration::from_secs(60));
+        let mut app = (*entry("app1")).clone();
+        app.principal.attached_user = Some(AttachedUser {
+            id: "u1".into(),
+            username: "u1".into(),
+            is_staff: false,
+        });
+        cache.fill(key("app"), Arc::new(app), cache.epoch());
+        cache.fill(key("other"), entry("u2"), cache.epoch());
+        cache.invalidate_principal("u1");
+        assert!(cache.get(&key("app")).is_none());
+        assert!(cache.get(&key("other")).is_some());
+    }
+
+    #[test]
+    fn invalidate_credential_drops_only_that_one() {
+        let cache = CheckCache::new(10, Duration::from_secs(60));
+        for (k, credential) in [("t1", "app_token:t1"), ("t2", "app_token:t2")] {
+            let mut token = (*entry("app")).clone();
+            token.principal.credential_id = credential.into();
+            cache.fill(key(k), Arc::new(token), cache.epoch());
+        }
+        cache.invalidate_credential("app_token:t1");
+        assert!(cache.get(&key("t1")).is_none());
+        assert!(cache.get(&key("t2")).is_some());
     }
 }

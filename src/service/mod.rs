@@ -2,6 +2,7 @@
 //! Speaks domain types and [`ServiceError`]; the gRPC layer maps both to the wire.
 
 pub mod admin;
+pub mod apps;
 pub mod authenticator;
 pub mod bootstrap;
 pub mod cache;
@@ -12,5 +13,6 @@ pub mod integrations;
 pub mod keys;
 pub mod passwords;
 pub mod tokens;
+pub mod usage;
 
 pub use error::ServiceError;

@@ -13,6 +13,7 @@
 //! `decrypt` sets a regeneration deadline), and it comes without a refresh token.
 
 use super::ServiceError;
+use super::apps::app_token_credential_id;
 use super::cache::CheckCache;
 use super::documents::Documents;
 use super::error::OAuthError;
@@ -524,6 +525,16 @@ impl Tokens {
         }
         let client = self.authenticate_client(client).await?;
         // The token's shape says what it is; the hint is only a hint.
+        if SecretKind::AppToken.matches_shape(text) {
+            // App tokens have no session: holding one is enough to end it.
+            let digest = SecretDigest::of(token);
+            if let Some(revoked) = self.store.revoke_app_token_by_digest(&digest).await? {
+                tracing::info!(app_token = %revoked.id, "app token revoked");
+                self.cache
+                    .invalidate_credential(&app_token_credential_id(&revoked.id));
+            }
+            return Ok(());
+        }
         let session = if SecretKind::RefreshToken.matches_shape(text) {
             self.store
                 .find_refresh_token(&SecretDigest::of(token))

@@ -4,6 +4,7 @@
 //! connecting, migrations and how a write transaction begins. Every change is one
 //! transaction, so nothing the service has acknowledged is ever half-applied.
 
+mod apps;
 mod documents;
 mod oauth;
 mod oauth_sql;
@@ -18,6 +19,10 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use apps::{
+    AppPatch, AppRecord, AppStore, AppTokenPrincipal, AppTokenRecord, AttachedUserState, NewApp,
+    NewAppToken,
+};
 pub use documents::{DocumentRecord, DocumentStore};
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
@@ -64,6 +69,8 @@ pub struct UserRecord {
     pub email: Option<String>,
     /// Staff (control-panel) user.
     pub is_staff: bool,
+    /// Customer (shop) user. A user is staff, a customer, or both.
+    pub is_customer: bool,
     /// False when disabled.
     pub active: bool,
     /// API access ticked.
@@ -100,6 +107,8 @@ pub struct NewUser {
     pub email: Option<String>,
     /// Staff flag.
     pub is_staff: bool,
+    /// Customer flag; at least one of the two is set.
+    pub is_customer: bool,
     /// Roles to give; each must exist.
     pub roles: Vec<String>,
 }
@@ -111,7 +120,11 @@ pub struct UserPatch {
     pub email: Option<Option<String>>,
     /// New staff flag.
     pub is_staff: Option<bool>,
-    /// New active flag. Disabling also deletes the API token and revokes every session.
+    /// New customer flag. A change that would leave the user neither staff nor customer
+    /// fails with `Precondition`, changing nothing.
+    pub is_customer: Option<bool>,
+    /// New active flag. Disabling also revokes everything, as
+    /// [`Store::revoke_user_credentials`] does.
     pub active: Option<bool>,
 }
 
@@ -124,6 +137,8 @@ pub struct ApiTokenOwner {
     pub username: String,
     /// Staff flag.
     pub is_staff: bool,
+    /// Customer flag.
+    pub is_customer: bool,
     /// Active flag.
     pub active: bool,
     /// API access flag.
@@ -132,6 +147,19 @@ pub struct ApiTokenOwner {
     pub digest: SecretDigest,
     /// Union of the permissions of the user's roles.
     pub permissions: Vec<String>,
+}
+
+/// What [`Store::revoke_user_credentials`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRevocation {
+    /// The user after the change.
+    pub user: UserRecord,
+    /// Sessions newly revoked.
+    pub sessions: u64,
+    /// True when an API token digest was deleted.
+    pub api_token: bool,
+    /// Tokens of apps attached to the user that were deleted.
+    pub app_tokens: u64,
 }
 
 /// The built-in role created on first start, with what it must hold.
@@ -148,7 +176,7 @@ pub struct BuiltinRole {
 /// Persistent state of identityd. Implementations must make every method that changes
 /// state a single transaction.
 #[async_trait]
-pub trait Store: OAuthStore + DocumentStore {
+pub trait Store: OAuthStore + DocumentStore + AppStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// One cheap round trip: is the database reachable?
@@ -178,8 +206,17 @@ pub trait Store: OAuthStore + DocumentStore {
         patch: &UserPatch,
         now: UnixSeconds,
     ) -> StoreResult<UserRecord>;
-    /// Deletes a user; returns the deleted user's id.
-    async fn delete_user(&self, username: &str) -> StoreResult<String>;
+    /// Deletes a user and revokes everything of it, as [`Store::revoke_user_credentials`]
+    /// does; apps attached to it are also deactivated and detached (never left attached
+    /// to nobody and active, which would widen them). Returns the deleted user's id.
+    async fn delete_user(&self, username: &str, now: UnixSeconds) -> StoreResult<String>;
+    /// In one transaction: revokes every live session of the user, deletes its API token
+    /// digest (API access stays on) and deletes the tokens of every app attached to it.
+    async fn revoke_user_credentials(
+        &self,
+        username: &str,
+        now: UnixSeconds,
+    ) -> StoreResult<UserRevocation>;
 
     /// Turns API access on with a new token digest. Fails with `Precondition` when it is
     /// already on or the user is disabled.

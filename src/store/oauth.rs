@@ -154,6 +154,8 @@ pub struct SessionPrincipal {
     pub name: String,
     /// Staff flag (users only).
     pub is_staff: bool,
+    /// Customer flag (users only).
+    pub is_customer: bool,
     /// Active flag of the owner.
     pub active: bool,
     /// The owner's current permissions.

@@ -1,11 +1,11 @@
 //! The SQL of [`OAuthStore`](super::OAuthStore), shared by both backends the same way as
 //! `sql.rs`: a macro instantiated per backend, with row shapes and folding here.
 
+use super::StoreResult;
 use super::oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, RefreshRecord, SessionPrincipal, SigningKeyRecord,
 };
-use super::{StoreError, StoreResult};
-use crate::domain::secret::SecretDigest;
+use super::rows::digest;
 
 pub(super) const INTEGRATION_BY_CLIENT: &str = "\
     SELECT i.id, i.client_id, i.name, i.active, i.secret_created_at, i.created_at, \
@@ -29,7 +29,7 @@ macro_rules! session_principal {
         concat!(
             "SELECT s.id AS session_id, s.client_id, s.revoked_at, s.expires_at, s.scopes, \
                     s.regenerate_at, FALSE AS integration, u.id AS principal_id, \
-                    u.username AS name, u.is_staff, u.active, rp.permission \
+                    u.username AS name, u.is_staff, u.is_customer, u.active, rp.permission \
              FROM sessions s JOIN users u ON u.id = s.user_id \
              LEFT JOIN user_roles ur ON ur.user_id = u.id \
              LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
@@ -37,7 +37,7 @@ macro_rules! session_principal {
             $where,
             " UNION ALL \
              SELECT s.id, s.client_id, s.revoked_at, s.expires_at, s.scopes, s.regenerate_at, \
-                    TRUE, i.id, i.name, FALSE, i.active, ip.permission \
+                    TRUE, i.id, i.name, FALSE, FALSE, i.active, ip.permission \
              FROM sessions s JOIN integrations i ON i.id = s.integration_id \
              LEFT JOIN integration_permissions ip ON ip.integration_id = i.id \
              WHERE ",
@@ -141,6 +141,7 @@ pub(super) struct SessionPrincipalRow {
     pub principal_id: String,
     pub name: String,
     pub is_staff: bool,
+    pub is_customer: bool,
     pub active: bool,
     pub permission: Option<String>,
 }
@@ -167,10 +168,6 @@ pub(super) struct SigningKeyRow {
     pub created_at: i64,
     pub retired_at: Option<i64>,
     pub published_until: Option<i64>,
-}
-
-fn digest(bytes: &[u8]) -> StoreResult<SecretDigest> {
-    SecretDigest::from_slice(bytes).ok_or(StoreError::Corrupt("a digest has the wrong length"))
 }
 
 /// Folds rows ordered by integration into integrations with their permissions.
@@ -226,6 +223,7 @@ pub(super) fn session_principal(rows: Vec<SessionPrincipalRow>) -> Option<Sessio
         principal_id: first.principal_id,
         name: first.name,
         is_staff: first.is_staff,
+        is_customer: first.is_customer,
         active: first.active,
         permissions,
     })

@@ -1,5 +1,9 @@
 //! The PostgreSQL backend: shared by many stateless replicas.
 
+use super::apps::{
+    self, AppPatch, AppRecord, AppStore, AppTokenPrincipal, AppTokenRecord, NewApp, NewAppToken,
+    impl_app_store,
+};
 use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
@@ -7,7 +11,7 @@ use super::{
     ApiTokenOwner, BuiltinRole, ClientRecord, IntegrationRecord, LoginRecord, NewIntegration,
     NewRefreshToken, NewSession, NewUser, OAuthStore, PoolSettings, RefreshRecord, RoleRecord,
     SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
-    UserPatch, UserRecord, rows,
+    UserPatch, UserRecord, UserRevocation, rows,
 };
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
@@ -46,6 +50,7 @@ impl_sql_store!(
     sqlx::migrate!("migrations/postgres")
 );
 impl_oauth_store!(PostgresStore, Postgres);
+impl_app_store!(PostgresStore);
 impl_document_store!(
     PostgresStore,
     "LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE"

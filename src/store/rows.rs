@@ -10,6 +10,7 @@ pub(super) struct UserRoleRow {
     pub username: String,
     pub email: Option<String>,
     pub is_staff: bool,
+    pub is_customer: bool,
     pub active: bool,
     pub api_access: bool,
     pub created_at: i64,
@@ -33,6 +34,7 @@ pub(super) struct TokenOwnerRow {
     pub id: String,
     pub username: String,
     pub is_staff: bool,
+    pub is_customer: bool,
     pub active: bool,
     pub api_access: bool,
     pub api_token_digest: Vec<u8>,
@@ -67,6 +69,7 @@ pub(super) fn users(rows: Vec<UserRoleRow>) -> Vec<UserRecord> {
             username: r.username,
             email: r.email,
             is_staff: r.is_staff,
+            is_customer: r.is_customer,
             active: r.active,
             api_access: r.api_access,
             roles: r.role_name.into_iter().collect(),
@@ -100,19 +103,24 @@ pub(super) fn token_owner(rows: Vec<TokenOwnerRow>) -> StoreResult<Option<ApiTok
     let Some(first) = rows.next() else {
         return Ok(None);
     };
-    let digest = SecretDigest::from_slice(&first.api_token_digest)
-        .ok_or(StoreError::Corrupt("API token digest has the wrong length"))?;
+    let digest = digest(&first.api_token_digest)?;
     let mut permissions: Vec<String> = first.permission.into_iter().collect();
     permissions.extend(rows.filter_map(|r| r.permission));
     Ok(Some(ApiTokenOwner {
         user_id: first.id,
         username: first.username,
         is_staff: first.is_staff,
+        is_customer: first.is_customer,
         active: first.active,
         api_access: first.api_access,
         digest,
         permissions,
     }))
+}
+
+/// A stored digest, or `Corrupt` when it has the wrong length.
+pub(super) fn digest(bytes: &[u8]) -> StoreResult<SecretDigest> {
+    SecretDigest::from_slice(bytes).ok_or(StoreError::Corrupt("a digest has the wrong length"))
 }
 
 /// Exactly one record, or `NotFound` naming `what`.

@@ -17,14 +17,14 @@ pub(super) fn violates_unique(e: &sqlx::Error, column: &str) -> bool {
 }
 
 pub(super) const USER_BY_NAME: &str = "\
-    SELECT u.id, u.username, u.email, u.is_staff, u.active, u.api_access, u.created_at, \
-           u.updated_at, ur.role_name \
+    SELECT u.id, u.username, u.email, u.is_staff, u.is_customer, u.active, u.api_access, \
+           u.created_at, u.updated_at, ur.role_name \
     FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id \
     WHERE u.username = $1 ORDER BY ur.role_name";
 
 pub(super) const USERS_AFTER: &str = "\
-    SELECT u.id, u.username, u.email, u.is_staff, u.active, u.api_access, u.created_at, \
-           u.updated_at, ur.role_name \
+    SELECT u.id, u.username, u.email, u.is_staff, u.is_customer, u.active, u.api_access, \
+           u.created_at, u.updated_at, ur.role_name \
     FROM (SELECT * FROM users WHERE username > $1 ORDER BY username LIMIT $2) u \
     LEFT JOIN user_roles ur ON ur.user_id = u.id \
     ORDER BY u.username, ur.role_name";
@@ -40,27 +40,42 @@ pub(super) const ALL_ROLES: &str = "\
     ORDER BY r.name, rp.permission";
 
 pub(super) const TOKEN_OWNER: &str = "\
-    SELECT u.id, u.username, u.is_staff, u.active, u.api_access, u.api_token_digest, \
-           rp.permission \
+    SELECT u.id, u.username, u.is_staff, u.is_customer, u.active, u.api_access, \
+           u.api_token_digest, rp.permission \
     FROM users u \
     LEFT JOIN user_roles ur ON ur.user_id = u.id \
     LEFT JOIN role_permissions rp ON rp.role_name = ur.role_name \
     WHERE u.api_token_digest = $1";
 
 pub(super) const INSERT_USER: &str = "\
-    INSERT INTO users (id, username, email, is_staff, active, api_access, api_token_digest, \
-                       api_token_created_at, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $8)";
+    INSERT INTO users (id, username, email, is_staff, is_customer, active, api_access, \
+                       api_token_digest, api_token_created_at, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, TRUE, $6, $7, $8, $9, $9)";
 
+/// Returns what the caller must check before committing: a user is staff, a customer,
+/// or both.
 pub(super) const UPDATE_USER: &str = "\
     UPDATE users SET \
         email = CASE WHEN $2 THEN $3 ELSE email END, \
         is_staff = COALESCE($4, is_staff), \
-        active = COALESCE($5, active), \
-        api_token_digest = CASE WHEN $5 = FALSE THEN NULL ELSE api_token_digest END, \
-        api_token_created_at = CASE WHEN $5 = FALSE THEN NULL ELSE api_token_created_at END, \
-        updated_at = $6 \
-    WHERE username = $1";
+        is_customer = COALESCE($5, is_customer), \
+        active = COALESCE($6, active), \
+        updated_at = $7 \
+    WHERE username = $1 \
+    RETURNING id, is_staff, is_customer";
+
+/// Locks a user for the rest of the transaction and returns its id, setting `updated_at`
+/// to `$2` unless it is NULL. The update takes the row lock on PostgreSQL (SQLite's write
+/// lock is already held), so attaching an app to the user and deleting the user are
+/// ordered: an app is never attached, still active, to a user deleted meanwhile.
+pub(super) const LOCK_USER: &str = "\
+    UPDATE users SET updated_at = COALESCE($2, updated_at) WHERE username = $1 RETURNING id";
+
+/// Deletes the API token; API access stays as it is. Touches a row only when there was
+/// a token, so the caller learns whether one was deleted.
+pub(super) const DELETE_API_TOKEN: &str = "\
+    UPDATE users SET api_token_digest = NULL, api_token_created_at = NULL \
+    WHERE id = $1 AND api_token_digest IS NOT NULL";
 
 pub(super) const INSERT_ROLE_PERMISSION: &str = "\
     INSERT INTO role_permissions (role_name, permission) VALUES ($1, $2) \
@@ -77,6 +92,13 @@ pub(super) const ENABLE_API_ACCESS: &str = "\
 pub(super) const REPLACE_API_TOKEN: &str = "\
     UPDATE users SET api_token_digest = $2, api_token_created_at = $3, updated_at = $3 \
     WHERE username = $1 AND api_access = TRUE AND active = TRUE";
+
+/// What revoking everything of a user ended.
+pub(super) struct Revoked {
+    pub sessions: u64,
+    pub api_token: bool,
+    pub app_tokens: u64,
+}
 
 /// Implements [`Store`](super::Store) for `$store`, whose pool is a `sqlx::Pool<$db>`.
 macro_rules! impl_sql_store {
@@ -127,6 +149,48 @@ macro_rules! impl_sql_store {
                     .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))
             }
 
+            /// Locks the user (see `sql::LOCK_USER`) and returns its id; with `now`, also
+            /// records a change.
+            async fn lock_user(
+                conn: &mut Conn,
+                username: &str,
+                now: Option<UnixSeconds>,
+            ) -> StoreResult<String> {
+                sqlx::query_scalar::<_, String>(sql::LOCK_USER)
+                    .bind(username)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))
+            }
+
+            /// Ends every credential of a user: its live sessions, its API token (access
+            /// stays on) and the tokens of the apps attached to it.
+            async fn revoke_user(
+                conn: &mut Conn,
+                user_id: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<sql::Revoked> {
+                let sessions = sqlx::query(super::oauth_sql::REVOKE_USER_SESSIONS)
+                    .bind(user_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                let api_token = sqlx::query(sql::DELETE_API_TOKEN)
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                let app_tokens = sqlx::query(apps::DELETE_USER_APP_TOKENS)
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(sql::Revoked {
+                    sessions: sessions.rows_affected(),
+                    api_token: api_token.rows_affected() > 0,
+                    app_tokens: app_tokens.rows_affected(),
+                })
+            }
+
             async fn insert_user(
                 conn: &mut Conn,
                 user: &NewUser,
@@ -139,6 +203,7 @@ macro_rules! impl_sql_store {
                     .bind(&user.username)
                     .bind(&user.email)
                     .bind(user.is_staff)
+                    .bind(user.is_customer)
                     .bind(token.is_some())
                     .bind(token.map(|d| d.as_bytes().to_vec()))
                     .bind(token.map(|_| now))
@@ -361,48 +426,75 @@ macro_rules! impl_sql_store {
                 now: UnixSeconds,
             ) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
-                let updated = sqlx::query(sql::UPDATE_USER)
+                let updated = sqlx::query_as::<_, (String, bool, bool)>(sql::UPDATE_USER)
                     .bind(username)
                     .bind(patch.email.is_some())
                     .bind(patch.email.clone().flatten())
                     .bind(patch.is_staff)
+                    .bind(patch.is_customer)
                     .bind(patch.active)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await;
-                let updated = match updated {
+                let (id, is_staff, is_customer) = match updated {
                     Err(e) if sql::violates_unique(&e, "email") => {
                         return Err(StoreError::AlreadyExists("a user with this email".into()));
                     }
-                    other => other?,
+                    other => {
+                        other?.ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?
+                    }
                 };
-                if updated.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("user '{username}'")));
+                if !is_staff && !is_customer {
+                    // Dropping the transaction rolls the update back.
+                    return Err(StoreError::Precondition(
+                        "a user must be staff, a customer, or both".into(),
+                    ));
+                }
+                if patch.active == Some(false) {
+                    // Disabling ends every credential, so re-enabling revives none.
+                    Self::revoke_user(&mut tx, &id, now).await?;
                 }
                 let user = Self::fetch_user(&mut tx, username).await?;
-                if patch.active == Some(false) {
-                    // Disabling ends every session, so re-enabling revives none.
-                    sqlx::query(super::oauth_sql::REVOKE_USER_SESSIONS)
-                        .bind(&user.id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
                 tx.commit().await?;
                 Ok(user)
             }
 
-            async fn delete_user(&self, username: &str) -> StoreResult<String> {
+            async fn delete_user(&self, username: &str, now: UnixSeconds) -> StoreResult<String> {
                 let mut tx = self.begin_write().await?;
-                let id = sqlx::query_scalar::<_, String>(
-                    "DELETE FROM users WHERE username = $1 RETURNING id",
-                )
-                .bind(username)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?;
+                let id = Self::lock_user(&mut tx, username, None).await?;
+                // Sessions and the API token would go with the row, but the apps must be
+                // deactivated and their tokens deleted while they are still attached;
+                // the delete then detaches them (ON DELETE SET NULL).
+                sqlx::query(apps::DEACTIVATE_USER_APPS)
+                    .bind(&id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                Self::revoke_user(&mut tx, &id, now).await?;
+                sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(id)
+            }
+
+            async fn revoke_user_credentials(
+                &self,
+                username: &str,
+                now: UnixSeconds,
+            ) -> StoreResult<UserRevocation> {
+                let mut tx = self.begin_write().await?;
+                let id = Self::lock_user(&mut tx, username, Some(now)).await?;
+                let revoked = Self::revoke_user(&mut tx, &id, now).await?;
+                let user = Self::fetch_user(&mut tx, username).await?;
+                tx.commit().await?;
+                Ok(UserRevocation {
+                    user,
+                    sessions: revoked.sessions,
+                    api_token: revoked.api_token,
+                    app_tokens: revoked.app_tokens,
+                })
             }
 
             async fn enable_api_access(

@@ -1,5 +1,9 @@
 //! The embedded SQLite backend: one file, zero set-up.
 
+use super::apps::{
+    self, AppPatch, AppRecord, AppStore, AppTokenPrincipal, AppTokenRecord, NewApp, NewAppToken,
+    impl_app_store,
+};
 use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
@@ -7,7 +11,7 @@ use super::{
     ApiTokenOwner, BuiltinRole, ClientRecord, IntegrationRecord, LoginRecord, NewIntegration,
     NewRefreshToken, NewSession, NewUser, OAuthStore, PoolSettings, RefreshRecord, RoleRecord,
     SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
-    UserPatch, UserRecord, rows,
+    UserPatch, UserRecord, UserRevocation, rows,
 };
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
@@ -53,4 +57,5 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
 impl_oauth_store!(SqliteStore, Sqlite);
+impl_app_store!(SqliteStore);
 impl_document_store!(SqliteStore, "SELECT 1");
