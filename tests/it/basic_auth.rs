@@ -33,18 +33,9 @@ async fn token_lifecycle(backend: Backend) {
     assert_eq!(forbidden.principal.expect("principal on 403").name, "alice");
 
     // Regenerate: T1 dies on the very next call, T2 works.
-    let t2 = server
-        .identity()
+    let t2 = regenerate_api_token(&server, "alice")
         .await
-        .regenerate_api_token(as_admin(
-            &server,
-            pb::RegenerateApiTokenRequest {
-                username: "alice".into(),
-            },
-        ))
-        .await
-        .expect("regenerate")
-        .into_inner();
+        .expect("regenerate");
     assert_eq!(t2.username, "alice");
     let t2 = basic("alice", &t2.api_token);
     let dead = server.check(&t1, &["orders:read"]).await;
@@ -175,16 +166,7 @@ async fn disabling_and_deleting_users(backend: Backend) {
     );
     // A disabled user cannot get a new token either.
     assert_status(
-        server
-            .identity()
-            .await
-            .regenerate_api_token(as_admin(
-                &server,
-                pb::RegenerateApiTokenRequest {
-                    username: "dave".into(),
-                },
-            ))
-            .await,
+        regenerate_api_token(&server, "dave").await,
         Code::FailedPrecondition,
         "disabled",
     );
@@ -204,18 +186,9 @@ async fn disabling_and_deleting_users(backend: Backend) {
         401,
         "invalid_credentials",
     );
-    let fresh = server
-        .identity()
+    let fresh = regenerate_api_token(&server, "dave")
         .await
-        .regenerate_api_token(as_admin(
-            &server,
-            pb::RegenerateApiTokenRequest {
-                username: "dave".into(),
-            },
-        ))
-        .await
-        .expect("regenerate after re-enable")
-        .into_inner();
+        .expect("regenerate after re-enable");
     let fresh = basic("dave", &fresh.api_token);
     assert_verdict(&server.check(&fresh, &["orders:read"]).await, 200, "ok");
 

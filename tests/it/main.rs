@@ -6,9 +6,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod app_support;
+mod apps;
 mod basic_auth;
 mod binary;
 mod cli;
+mod credential_dispatch;
 mod headers;
 mod jwt_attacks;
 mod oauth;
@@ -17,5 +20,7 @@ mod operations;
 mod readme;
 mod route_policy;
 mod scopes;
+mod staff_customers;
 mod support;
 mod token_cache;
+mod user_revocation;

@@ -56,6 +56,32 @@ pub async fn create_role(server: &TestServer, name: &str, permissions: &[&str]) 
         .expect("create role");
 }
 
+/// Replaces a role's permissions.
+pub async fn set_role_permissions(server: &TestServer, role: &str, permissions: &[&str]) {
+    let request = pb::SetRolePermissionsRequest {
+        name: role.into(),
+        permissions: permissions.iter().map(|p| p.to_string()).collect(),
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.set_role_permissions(r).await
+    })
+    .await
+    .expect("set role permissions");
+}
+
+/// Takes a role from a user.
+pub async fn unassign_role(server: &TestServer, username: &str, role: &str) {
+    let request = pb::UnassignRoleRequest {
+        username: username.into(),
+        role: role.into(),
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.unassign_role(r).await
+    })
+    .await
+    .expect("unassign role");
+}
+
 /// Creates a user (no API access) and returns it.
 pub async fn create_user(server: &TestServer, request: pb::CreateUserRequest) -> pb::User {
     server
@@ -111,38 +137,57 @@ pub async fn user_with_password(
     user
 }
 
+/// Admin.UpdateUser as the bootstrap admin.
+pub async fn update_user(
+    server: &TestServer,
+    request: pb::UpdateUserRequest,
+) -> Result<pb::User, Status> {
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.update_user(r).await
+    })
+    .await
+}
+
 /// Admin.UpdateUser active flag.
 pub async fn set_user_active(server: &TestServer, username: &str, active: bool) {
-    server
-        .admin()
-        .await
-        .update_user(as_admin(
-            server,
-            pb::UpdateUserRequest {
-                username: username.into(),
-                active: Some(active),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("update user");
+    update_user(
+        server,
+        pb::UpdateUserRequest {
+            username: username.into(),
+            active: Some(active),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update user");
+}
+
+/// Admin.DeleteUser as the bootstrap admin.
+pub async fn delete_user(server: &TestServer, username: &str) {
+    let request = pb::DeleteUserRequest {
+        username: username.into(),
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.delete_user(r).await
+    })
+    .await
+    .expect("delete user");
+}
+
+/// Admin.GetUser as the bootstrap admin.
+pub async fn get_user(server: &TestServer, username: &str) -> Result<pb::User, Status> {
+    let request = pb::GetUserRequest {
+        username: username.into(),
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.get_user(r).await
+    })
+    .await
 }
 
 /// The bootstrap admin's user id.
 pub async fn admin_user_id(server: &TestServer) -> String {
-    server
-        .admin()
-        .await
-        .get_user(as_admin(
-            server,
-            pb::GetUserRequest {
-                username: "admin".into(),
-            },
-        ))
-        .await
-        .expect("get admin")
-        .into_inner()
-        .id
+    get_user(server, "admin").await.expect("get admin").id
 }
 
 // ---------------------------------------------------------------------------------------
@@ -195,6 +240,31 @@ pub async fn login(server: &TestServer, username: &str, password: &str) -> pb::T
     match try_login(server, username, password).await {
         Ok(tokens) => tokens,
         Err(status) => panic!("login of {username} failed: {status:?}"),
+    }
+}
+
+/// A password login of the public client asking for `scope`.
+pub async fn try_login_with_scope(
+    server: &TestServer,
+    username: &str,
+    scope: &str,
+) -> Result<pb::TokenResponse, Status> {
+    let request = pb::IssueTokenRequest {
+        scope: scope.into(),
+        ..password_grant(username, PASSWORD)
+    };
+    issue(server, request).await
+}
+
+/// A password login asking for `scope` that must succeed.
+pub async fn login_with_scope(
+    server: &TestServer,
+    username: &str,
+    scope: &str,
+) -> pb::TokenResponse {
+    match try_login_with_scope(server, username, scope).await {
+        Ok(tokens) => tokens,
+        Err(status) => panic!("login of {username} with scope {scope:?} failed: {status:?}"),
     }
 }
 
@@ -342,9 +412,46 @@ pub fn assert_token_challenge(challenge: &str, scheme: &str) {
     );
 }
 
+/// Checks `token` for `permission` under `scheme` (`Bearer` or `JWT`): it must answer
+/// `status` with `reason`. A 401 must carry the scheme's `invalid_token` challenge and no
+/// principal; 200 and 403 a principal presented with the scheme used. Returns the answer.
+pub async fn assert_token_under(
+    server: &TestServer,
+    scheme: &str,
+    token: &str,
+    permission: &str,
+    (status, reason): (u32, &str),
+    what: &str,
+) -> pb::CheckPermissionResponse {
+    let resp = server
+        .check(&format!("{scheme} {token}"), &[permission])
+        .await;
+    assert_eq!(
+        (resp.http_status, resp.reason.as_str()),
+        (status, reason),
+        "{what} ({scheme}): {resp:?}"
+    );
+    if status == 401 {
+        assert_eq!(
+            resp.verdict,
+            i32::from(pb::Verdict::Unauthenticated),
+            "{what} ({scheme})"
+        );
+        assert!(resp.principal.is_none(), "{what} ({scheme}): {resp:?}");
+        assert_token_challenge(&resp.www_authenticate, scheme);
+    } else {
+        let principal = resp.principal.as_ref().expect("principal on 200 and 403");
+        assert_eq!(principal.scheme, scheme, "{what}");
+        assert!(
+            resp.www_authenticate.is_empty(),
+            "{what} ({scheme}): {resp:?}"
+        );
+    }
+    resp
+}
+
 /// Checks `token` for `permission` under both `Bearer` and `JWT`; both must answer
-/// `status` with `reason`. 401s must carry the scheme's `invalid_token` challenge and no
-/// principal; 200 and 403 a principal presented with the scheme used.
+/// `status` with `reason` (see [`assert_token_under`]).
 pub async fn assert_token(
     server: &TestServer,
     token: &str,
@@ -353,30 +460,29 @@ pub async fn assert_token(
     reason: &str,
     what: &str,
 ) {
-    for (scheme, header) in [("Bearer", bearer(token)), ("JWT", jwt(token))] {
-        let resp = server.check(&header, &[permission]).await;
-        assert_eq!(
-            (resp.http_status, resp.reason.as_str()),
-            (status, reason),
-            "{what} ({scheme}): {resp:?}"
-        );
-        if status == 401 {
-            assert_eq!(
-                resp.verdict,
-                i32::from(pb::Verdict::Unauthenticated),
-                "{what} ({scheme})"
-            );
-            assert!(resp.principal.is_none(), "{what} ({scheme}): {resp:?}");
-            assert_token_challenge(&resp.www_authenticate, scheme);
-        } else {
-            let principal = resp.principal.as_ref().expect("principal on 200 and 403");
-            assert_eq!(principal.scheme, scheme, "{what}");
-            assert!(
-                resp.www_authenticate.is_empty(),
-                "{what} ({scheme}): {resp:?}"
-            );
-        }
+    for scheme in ["Bearer", "JWT"] {
+        assert_token_under(server, scheme, token, permission, (status, reason), what).await;
     }
+}
+
+/// Checks a token only `Bearer` takes (an integration's access token, an app token, a
+/// non-expiring token): under `Bearer` it answers `status` with `reason`, under `JWT` it
+/// is refused with `scheme_mismatch`. Returns the `Bearer` answer.
+pub async fn assert_bearer_only(
+    server: &TestServer,
+    token: &str,
+    permission: &str,
+    expected: (u32, &str),
+    what: &str,
+) -> pb::CheckPermissionResponse {
+    let mismatch = (401, "scheme_mismatch");
+    assert_token_under(server, "JWT", token, permission, mismatch, what).await;
+    assert_token_under(server, "Bearer", token, permission, expected, what).await
+}
+
+/// A token only `Bearer` takes is refused there with `reason`.
+pub async fn assert_bearer_refused(server: &TestServer, token: &str, reason: &str, what: &str) {
+    assert_token_under(server, "Bearer", token, "orders:read", (401, reason), what).await;
 }
 
 /// The token is accepted for `permission`.
@@ -387,6 +493,17 @@ pub async fn assert_allowed(server: &TestServer, token: &str, permission: &str, 
 /// The token is refused (401) with `reason`.
 pub async fn assert_refused(server: &TestServer, token: &str, reason: &str, what: &str) {
     assert_token(server, token, "orders:read", 401, reason, what).await;
+}
+
+/// Checks `authorization` for `permission` again: allowed, and answered from the cache.
+pub async fn assert_allowed_from_cache(server: &TestServer, authorization: &str, permission: &str) {
+    let hits = server.cache.stats().hits;
+    assert_verdict(&server.check(authorization, &[permission]).await, 200, "ok");
+    assert_eq!(
+        server.cache.stats().hits,
+        hits + 1,
+        "answered from the cache"
+    );
 }
 
 /// Identity.Authenticate.

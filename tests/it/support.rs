@@ -237,11 +237,18 @@ impl TestServer {
                     email: String::new(),
                     is_staff,
                     roles: roles.iter().map(|r| r.to_string()).collect(),
+                    ..Default::default()
                 },
             ))
             .await
             .expect("create user");
-        let token = admin
+        basic(username, &self.enable_api_access(username).await)
+    }
+
+    /// Turns a user's API access on; returns its new API token.
+    pub async fn enable_api_access(&self, username: &str) -> String {
+        self.admin()
+            .await
             .set_api_access(as_admin(
                 self,
                 pb::SetApiAccessRequest {
@@ -252,8 +259,7 @@ impl TestServer {
             .await
             .expect("API access on")
             .into_inner()
-            .api_token;
-        basic(username, &token)
+            .api_token
     }
 
     /// CheckPermission with one credential and some permissions.
@@ -301,6 +307,38 @@ pub fn authed<T>(authorization: &str, message: T) -> Request<T> {
 /// A request carrying the bootstrap admin's credentials.
 pub fn as_admin<T>(server: &TestServer, message: T) -> Request<T> {
     authed(&server.admin_auth, message)
+}
+
+/// Calls one Admin RPC with `authorization` (`&server.admin_auth` for the bootstrap
+/// admin); returns the response's message. `call` picks the RPC:
+/// `async |admin, request| admin.get_user(request).await`.
+pub async fn admin_call<Req, Resp>(
+    server: &TestServer,
+    authorization: &str,
+    request: Req,
+    call: impl AsyncFnOnce(
+        &mut AdminClient<Channel>,
+        Request<Req>,
+    ) -> Result<tonic::Response<Resp>, tonic::Status>,
+) -> Result<Resp, tonic::Status> {
+    let mut admin = server.admin().await;
+    let response = call(&mut admin, authed(authorization, request)).await?;
+    Ok(response.into_inner())
+}
+
+/// Identity.RegenerateApiToken of `username` as the bootstrap admin.
+pub async fn regenerate_api_token(
+    server: &TestServer,
+    username: &str,
+) -> Result<pb::RegenerateApiTokenResponse, tonic::Status> {
+    let request = pb::RegenerateApiTokenRequest {
+        username: username.into(),
+    };
+    let mut identity = server.identity().await;
+    let response = identity
+        .regenerate_api_token(as_admin(server, request))
+        .await?;
+    Ok(response.into_inner())
 }
 
 /// Asserts a gRPC error's code and that its message contains `needle`.

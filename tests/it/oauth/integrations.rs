@@ -243,34 +243,36 @@ async fn client_credentials_flow(backend: Backend) {
     assert!(!sid.is_empty());
     assert_eq!(t.session_id, sid);
 
-    for (scheme, header) in [
-        ("Bearer", bearer(&t.access_token)),
-        ("JWT", jwt(&t.access_token)),
-    ] {
-        let allowed = server.check(&header, &["orders:read"]).await;
-        assert_verdict(&allowed, 200, "ok");
-        let p = allowed.principal.expect("principal");
-        assert_eq!(p.kind, i32::from(pb::PrincipalKind::Integration));
-        assert_eq!(
-            (
-                p.id.as_str(),
-                p.name.as_str(),
-                p.scheme.as_str(),
-                p.credential_kind.as_str(),
-                p.session_id.as_str(),
-                p.expires_at
-            ),
-            (
-                billing.id.as_str(),
-                "billing",
-                scheme,
-                "access_token",
-                sid.as_str(),
-                now + ACCESS_TTL
-            )
-        );
-        assert!(!p.is_staff);
-    }
+    // Only Bearer takes an integration's token; JWT is for users' tokens.
+    let allowed = assert_bearer_only(
+        &server,
+        &t.access_token,
+        "orders:read",
+        (200, "ok"),
+        "integration token",
+    )
+    .await;
+    let p = allowed.principal.expect("principal");
+    assert_eq!(p.kind, i32::from(pb::PrincipalKind::Integration));
+    assert_eq!(
+        (
+            p.id.as_str(),
+            p.name.as_str(),
+            p.scheme.as_str(),
+            p.credential_kind.as_str(),
+            p.session_id.as_str(),
+            p.expires_at
+        ),
+        (
+            billing.id.as_str(),
+            "billing",
+            "Bearer",
+            "access_token",
+            sid.as_str(),
+            now + ACCESS_TTL
+        )
+    );
+    assert!(!p.is_staff);
     let forbidden = server
         .check(&bearer(&t.access_token), &["orders:write"])
         .await;
@@ -294,16 +296,22 @@ async fn client_credentials_flow(backend: Backend) {
         .expect("set permissions")
         .into_inner();
     assert_eq!(changed.permissions, ["catalog:read"]);
-    assert_token(
+    assert_bearer_only(
         &server,
         &t.access_token,
         "orders:read",
-        403,
-        "missing_permission",
+        (403, "missing_permission"),
         "narrowed",
     )
     .await;
-    assert_allowed(&server, &t.access_token, "catalog:read", "granted").await;
+    assert_bearer_only(
+        &server,
+        &t.access_token,
+        "catalog:read",
+        (200, "ok"),
+        "granted",
+    )
+    .await;
 
     // Client authentication failures read the same whatever was wrong.
     let (shipping, shipping_secret) = integration(&server, "shipping", &[]).await;
@@ -379,7 +387,7 @@ async fn integration_secret_rotation_disable_delete(backend: Backend) {
         Code::Unauthenticated,
         "invalid_client",
     );
-    assert_refused(
+    assert_bearer_refused(
         &server,
         &old.access_token,
         "revoked",
@@ -389,10 +397,11 @@ async fn integration_secret_rotation_disable_delete(backend: Backend) {
     let current = client_token(&server, &client_id, &new_secret)
         .await
         .expect("the new secret works");
-    assert_allowed(
+    assert_bearer_only(
         &server,
         &current.access_token,
         "orders:read",
+        (200, "ok"),
         "after rotation",
     )
     .await;
@@ -409,7 +418,7 @@ async fn integration_secret_rotation_disable_delete(backend: Backend) {
         .expect("disable")
         .into_inner();
     assert!(!disabled.active);
-    assert_refused(&server, &current.access_token, "revoked", "disabled").await;
+    assert_bearer_refused(&server, &current.access_token, "revoked", "disabled").await;
     assert_oauth_error(
         client_token(&server, &client_id, &new_secret).await,
         Code::Unauthenticated,
@@ -429,7 +438,14 @@ async fn integration_secret_rotation_disable_delete(backend: Backend) {
     let again = client_token(&server, &client_id, &new_secret)
         .await
         .expect("re-enabled");
-    assert_allowed(&server, &again.access_token, "orders:read", "re-enabled").await;
+    assert_bearer_only(
+        &server,
+        &again.access_token,
+        "orders:read",
+        (200, "ok"),
+        "re-enabled",
+    )
+    .await;
 
     admin
         .delete_integration(as_admin(
@@ -440,7 +456,7 @@ async fn integration_secret_rotation_disable_delete(backend: Backend) {
         ))
         .await
         .expect("delete");
-    assert_refused(&server, &again.access_token, "revoked", "deleted").await;
+    assert_bearer_refused(&server, &again.access_token, "revoked", "deleted").await;
     assert_oauth_error(
         client_token(&server, &client_id, &new_secret).await,
         Code::Unauthenticated,
@@ -494,10 +510,11 @@ async fn revoke_integration_token_needs_its_client(backend: Backend) {
             "{what}: {refused:?}"
         );
     }
-    assert_allowed(
+    assert_bearer_only(
         &server,
         &t.access_token,
         "orders:read",
+        (200, "ok"),
         "after refused revocations",
     )
     .await;
@@ -505,11 +522,18 @@ async fn revoke_integration_token_needs_its_client(backend: Backend) {
     revoke(&server, request(&billing.client_id, &secret))
         .await
         .expect("revoke with the integration's credentials");
-    assert_refused(&server, &t.access_token, "revoked", "revoked").await;
+    assert_bearer_refused(&server, &t.access_token, "revoked", "revoked").await;
     let next = client_token(&server, &billing.client_id, &secret)
         .await
         .expect("a new token");
-    assert_allowed(&server, &next.access_token, "orders:read", "new token").await;
+    assert_bearer_only(
+        &server,
+        &next.access_token,
+        "orders:read",
+        (200, "ok"),
+        "new token",
+    )
+    .await;
     server.stop().await;
 }
 

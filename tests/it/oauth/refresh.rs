@@ -171,11 +171,12 @@ async fn refresh_grant_and_bad_refresh_tokens(backend: Backend) {
             "invalid_grant",
         );
     }
-    // Nor is a refresh token an access token.
+    // Nor is a refresh token an access token: a known kind of secret under a scheme
+    // that does not take it.
     assert_refused(
         &server,
         &second.refresh_token,
-        "invalid_credentials",
+        "scheme_mismatch",
         "refresh token as access token",
     )
     .await;
