@@ -9,7 +9,7 @@ use crate::domain::permissions::admin::{
     POLICY_READ, POLICY_WRITE, ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE,
 };
 use crate::domain::principal::Authenticated;
-use crate::service::admin::{AdminService, CreateUser, UpdateUser};
+use crate::service::admin::{ActAs, AdminService, CreateUser, UpdateUser};
 use crate::service::apps::UpdateApp;
 use crate::service::documents::Documents;
 use secrecy::{ExposeSecret, SecretString};
@@ -126,6 +126,11 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::SetApiAccessResponse> {
         let caller = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
+        if r.enabled {
+            self.service
+                .require_may_act_as(&caller, ActAs::User(&r.username))
+                .await?;
+        }
         let (user, token) = self.service.set_api_access(&r.username, r.enabled).await?;
         audit(
             &caller,
@@ -237,6 +242,9 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::SetUserPasswordResponse> {
         let caller = self.guard(&request, USERS_WRITE).await?;
         let r = request.into_inner();
+        self.service
+            .require_may_act_as(&caller, ActAs::User(&r.username))
+            .await?;
         let user = self
             .service
             .set_user_password(&r.username, SecretString::from(r.password))
@@ -297,10 +305,11 @@ impl admin_server::Admin for AdminApi {
         request: Request<pb::RotateIntegrationSecretRequest>,
     ) -> Reply<pb::RotateIntegrationSecretResponse> {
         let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
-        let (integration, secret) = self
-            .service
-            .rotate_integration_secret(&request.get_ref().client_id)
+        let client_id = &request.get_ref().client_id;
+        self.service
+            .require_may_act_as(&caller, ActAs::Integration(client_id))
             .await?;
+        let (integration, secret) = self.service.rotate_integration_secret(client_id).await?;
         audit(&caller, "rotate_integration_secret", &integration.id);
         Ok(Response::new(pb::RotateIntegrationSecretResponse {
             integration: Some(integration.into()),
@@ -495,6 +504,11 @@ impl admin_server::Admin for AdminApi {
     async fn update_app(&self, request: Request<pb::UpdateAppRequest>) -> Reply<pb::App> {
         let caller = self.guard(&request, APPS_WRITE).await?;
         let r = request.into_inner();
+        // Any change may widen what the app's tokens do (reactivating, detaching its
+        // user), so the caller must hold the administration it holds, and will hold.
+        self.service
+            .require_may_act_as(&caller, ActAs::App(&r.app_id))
+            .await?;
         let permissions = r.permissions.map(|list| list.permissions);
         if let Some(permissions) = &permissions {
             AdminService::require_grantable(&caller, permissions)?;
@@ -532,8 +546,15 @@ impl admin_server::Admin for AdminApi {
     ) -> Reply<pb::CreateAppTokenResponse> {
         let caller = self.guard(&request, APPS_WRITE).await?;
         let r = request.into_inner();
+        self.service
+            .require_may_act_as(&caller, ActAs::App(&r.app_id))
+            .await?;
         let (record, token) = self.service.create_app_token(&r.app_id, r.name).await?;
-        audit(&caller, "create_app_token", &record.id);
+        audit(
+            &caller,
+            "create_app_token",
+            &format!("{}/{}", record.app_id, record.id),
+        );
         Ok(Response::new(pb::CreateAppTokenResponse {
             app_token: Some(record.into()),
             token: token.expose_secret().to_owned(),
@@ -566,7 +587,11 @@ impl admin_server::Admin for AdminApi {
             .service
             .revoke_app_token(&r.app_id, &r.token_id)
             .await?;
-        audit(&caller, "revoke_app_token", &revoked.id);
+        audit(
+            &caller,
+            "revoke_app_token",
+            &format!("{}/{}", revoked.app_id, revoked.id),
+        );
         Ok(Response::new(pb::RevokeAppTokenResponse {}))
     }
 }

@@ -7,7 +7,7 @@ use crate::domain::permissions::{Permission, admin};
 use crate::domain::principal::PrincipalKind;
 use crate::domain::verdict::{AuthFailure, Decision, insufficient_scope_challenge};
 use crate::service::ServiceError;
-use crate::service::admin::AdminService;
+use crate::service::admin::{ActAs, AdminService};
 use crate::service::authenticator::{Authenticator, Outcome};
 use crate::service::checks::{Checker, Target};
 use crate::service::error::OAuthError;
@@ -304,7 +304,16 @@ impl identity_server::Identity for IdentityApi {
     ) -> Result<Response<pb::RegenerateApiTokenResponse>, Status> {
         let caller = self.admin.authenticate(authorization(&request)?).await?;
         let target = match request.get_ref().username.as_str() {
-            "" => caller.principal.name.clone(),
+            // Only a user has a token of its own; an app or integration named like a
+            // user must not stand for that user.
+            "" if caller.principal.kind == PrincipalKind::User => caller.principal.name.clone(),
+            "" => {
+                return Err(ServiceError::invalid(
+                    "username",
+                    "is required when the caller is not a user",
+                )
+                .into());
+            }
             name => name.to_owned(),
         };
         // A scoped credential must not mint an unscoped one with all of the user's
@@ -319,6 +328,9 @@ impl identity_server::Identity for IdentityApi {
         if !own {
             // Someone else's token: an administrator's job.
             AdminService::require(&caller, admin::USERS_WRITE)?;
+            self.admin
+                .require_may_act_as(&caller, ActAs::User(&target))
+                .await?;
         }
         let (user, token) = self.admin.regenerate_api_token(&target).await?;
         tracing::info!(by = %caller.principal.id, user = %user.id, "API token regenerated");

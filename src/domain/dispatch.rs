@@ -91,19 +91,16 @@ pub fn dispatch(credential: Credential) -> Result<Presented, AuthFailure> {
     }
 }
 
-/// The rule the shape cannot decide: `JWT` takes only users' access tokens.
+/// The rule the shape cannot decide: `JWT` takes only users' access tokens (access
+/// tokens belong to users or integrations).
 pub fn accepts_principal(scheme: Scheme, kind: PrincipalKind) -> Result<(), AuthFailure> {
-    match (scheme, kind) {
-        (Scheme::Jwt, PrincipalKind::Integration) => Err(AuthFailure::SchemeMismatch {
+    if scheme == Scheme::Jwt && kind != PrincipalKind::User {
+        return Err(AuthFailure::SchemeMismatch {
             scheme,
             presented: "access tokens of integrations",
-        }),
-        (Scheme::Jwt, PrincipalKind::App) => Err(AuthFailure::SchemeMismatch {
-            scheme,
-            presented: "access tokens of apps",
-        }),
-        _ => Ok(()),
+        });
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::domain::names;
 use crate::domain::permissions::{self, Permission};
 use crate::domain::principal::{Authenticated, PrincipalKind};
 use crate::domain::secret::{SecretDigest, SecretKind};
-use crate::store::{NewUser, RoleRecord, Store, UserPatch, UserRecord, UserRevocation};
+use crate::store::{NewUser, RoleRecord, Store, Subject, UserPatch, UserRecord, UserRevocation};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::SecretString;
@@ -54,6 +54,17 @@ pub struct UpdateUser {
     pub is_customer: Option<bool>,
     /// New active flag.
     pub active: Option<bool>,
+}
+
+/// A principal whose credentials an Admin call would hand to the caller.
+#[derive(Debug, Clone, Copy)]
+pub enum ActAs<'a> {
+    /// A user, by username (a new API token or password).
+    User(&'a str),
+    /// An app, by id (a new token, or a change that widens its tokens).
+    App(&'a str),
+    /// An integration, by client id (a new secret).
+    Integration(&'a str),
 }
 
 /// A page of users.
@@ -164,6 +175,27 @@ impl AdminService {
             }
         }
         Ok(())
+    }
+
+    /// Refuses to hand the caller the means to act as `target` when the target holds
+    /// administration the caller lacks: otherwise `users:write`, `apps:write` or
+    /// `integrations:write` would each be a path to every other Admin permission.
+    pub async fn require_may_act_as(
+        &self,
+        caller: &Authenticated,
+        target: ActAs<'_>,
+    ) -> Result<(), ServiceError> {
+        let held = match target {
+            ActAs::User(username) => {
+                let user = self.get_user(username).await?;
+                self.store
+                    .subject_permissions(&Subject::User(user.id))
+                    .await?
+            }
+            ActAs::App(id) => self.get_app(id).await?.permissions,
+            ActAs::Integration(client_id) => self.get_integration(client_id).await?.permissions,
+        };
+        Self::require_grantable(caller, &held)
     }
 
     /// Creates a user.
@@ -331,7 +363,7 @@ impl AdminService {
         assign: bool,
     ) -> Result<UserRecord, ServiceError> {
         check_username(username)?;
-        check_role_name("role", role)?;
+        check_name("role", role)?;
         let now = self.clock.now();
         let user = if assign {
             self.store.assign_role(username, role, now).await?
@@ -350,7 +382,7 @@ impl AdminService {
         description: String,
         permissions: &[String],
     ) -> Result<RoleRecord, ServiceError> {
-        check_role_name("name", &name)?;
+        check_name("name", &name)?;
         names::validate_description(&description)
             .map_err(|r| ServiceError::invalid("description", r))?;
         let role = RoleRecord {
@@ -365,7 +397,7 @@ impl AdminService {
 
     /// Reads a role.
     pub async fn get_role(&self, name: &str) -> Result<RoleRecord, ServiceError> {
-        check_role_name("name", name)?;
+        check_name("name", name)?;
         Ok(self.store.get_role(name).await?)
     }
 
@@ -380,7 +412,7 @@ impl AdminService {
         name: &str,
         permissions: &[String],
     ) -> Result<RoleRecord, ServiceError> {
-        check_role_name("name", name)?;
+        check_name("name", name)?;
         let permissions = canonical_permissions(permissions)?;
         let role = self.store.set_role_permissions(name, &permissions).await?;
         // Any holder may be cached; finding them all costs more than refilling.
@@ -390,7 +422,7 @@ impl AdminService {
 
     /// Deletes a role.
     pub async fn delete_role(&self, name: &str) -> Result<(), ServiceError> {
-        check_role_name("name", name)?;
+        check_name("name", name)?;
         self.store.delete_role(name).await?;
         self.cache.invalidate_all();
         Ok(())
@@ -401,7 +433,8 @@ pub(super) fn check_username(username: &str) -> Result<(), ServiceError> {
     names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
 }
 
-pub(super) fn check_role_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
+/// Names of roles, integrations, apps and app tokens: short, lower-case, URL-safe.
+pub(super) fn check_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
     names::validate_role_name(name).map_err(|r| ServiceError::invalid(field, r))
 }
 

@@ -3,7 +3,7 @@
 //! revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{AdminService, canonical_permissions, check_role_name, check_username};
+use super::admin::{AdminService, canonical_permissions, check_name, check_username};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{AppPatch, AppRecord, AppTokenRecord, NewApp, NewAppToken};
 use secrecy::{ExposeSecret, SecretString};
@@ -39,7 +39,7 @@ impl AdminService {
         permissions: &[String],
         attached_user: &str,
     ) -> Result<AppRecord, ServiceError> {
-        check_role_name("name", &name)?;
+        check_name("name", &name)?;
         let new = NewApp {
             id: uuid::Uuid::now_v7().to_string(),
             name,
@@ -64,7 +64,7 @@ impl AdminService {
     pub async fn update_app(&self, req: UpdateApp) -> Result<AppRecord, ServiceError> {
         check_id("app_id", &req.app_id)?;
         if let Some(name) = &req.name {
-            check_role_name("name", name)?;
+            check_name("name", name)?;
         }
         let patch = AppPatch {
             name: req.name,
@@ -103,7 +103,7 @@ impl AdminService {
         name: String,
     ) -> Result<(AppTokenRecord, SecretString), ServiceError> {
         check_id("app_id", app_id)?;
-        check_role_name("name", &name)?;
+        check_name("name", &name)?;
         let token = SecretKind::AppToken.generate();
         let text = token.expose_secret();
         let new = NewAppToken {

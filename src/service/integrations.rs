@@ -3,7 +3,7 @@
 //! have revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{AdminService, canonical_permissions, check_role_name};
+use super::admin::{AdminService, canonical_permissions, check_name};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{IntegrationRecord, NewIntegration, SigningKeyRecord};
 use secrecy::SecretString;
@@ -19,7 +19,7 @@ impl AdminService {
         permissions: &[String],
     ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
         // Integration names follow the role-name rules: short, lower-case, URL-safe.
-        check_role_name("name", &name)?;
+        check_name("name", &name)?;
         let secret = SecretKind::ClientSecret.generate();
         let new = NewIntegration {
             id: uuid::Uuid::now_v7().to_string(),

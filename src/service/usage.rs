@@ -3,7 +3,8 @@
 //! A check only notes the use in memory, and only when the token's last noted use is
 //! at least [`RECORD_EVERY`] old, so a busy token costs one map lookup per check and
 //! one database write a minute. A background task writes what was noted every
-//! [`FLUSH_INTERVAL`]; a failed write is noted again for the next round.
+//! [`FLUSH_INTERVAL`]; a use counts as written only once its write committed, so a
+//! failed or interrupted write is tried again in the next round.
 
 use crate::domain::clock::UnixSeconds;
 use crate::store::AppStore;
@@ -65,41 +66,41 @@ impl UsageRecorder {
         }
     }
 
-    /// The uses not written yet, marked written. Marks too old to hold back a new use
-    /// are dropped, so memory follows the tokens in use, not all tokens ever used.
-    fn take_unwritten(&self) -> Vec<(String, UnixSeconds)> {
+    /// The uses not written yet. Written marks too old to hold back a new use are
+    /// dropped, so memory follows the tokens in use, not all tokens ever used.
+    fn unwritten(&self) -> Vec<(String, UnixSeconds)> {
         let mut marks = self.marks();
         let newest = marks.values().map(|m| m.at).max().unwrap_or_default();
         marks.retain(|_, m| !m.written || newest - m.at < 2 * RECORD_EVERY);
         marks
-            .iter_mut()
+            .iter()
             .filter(|(_, m)| !m.written)
-            .map(|(id, m)| {
-                m.written = true;
-                (id.clone(), m.at)
-            })
+            .map(|(id, m)| (id.clone(), m.at))
             .collect()
     }
 
-    /// Writes the noted uses. On failure they are noted again, unless a newer use was
-    /// noted meanwhile.
+    /// Marks `uses` written, unless a newer use was noted meanwhile.
+    fn mark_written(&self, uses: &[(String, UnixSeconds)]) {
+        let mut marks = self.marks();
+        for (id, at) in uses {
+            if let Some(mark) = marks.get_mut(id)
+                && mark.at == *at
+            {
+                mark.written = true;
+            }
+        }
+    }
+
+    /// Writes the noted uses.
     pub async fn flush(&self, store: &dyn AppStore) {
-        let uses = self.take_unwritten();
+        let uses = self.unwritten();
         if uses.is_empty() {
             return;
         }
-        if let Err(e) = store.record_app_token_use(&uses).await {
-            tracing::warn!(error = %e, tokens = uses.len(), "could not record app token use");
-            let mut marks = self.marks();
-            for (id, at) in uses {
-                marks
-                    .entry(id)
-                    .and_modify(|m| {
-                        if m.at == at {
-                            m.written = false;
-                        }
-                    })
-                    .or_insert(Mark { at, written: false });
+        match store.record_app_token_use(&uses).await {
+            Ok(()) => self.mark_written(&uses),
+            Err(e) => {
+                tracing::warn!(error = %e, tokens = uses.len(), "could not record app token use");
             }
         }
     }
@@ -123,23 +124,39 @@ mod tests {
         usage.touch("t1", 1000);
         usage.touch("t1", 1059);
         usage.touch("t2", 1010);
-        let mut first = usage.take_unwritten();
+        let mut first = usage.unwritten();
         first.sort();
         assert_eq!(first, [("t1".into(), 1000), ("t2".into(), 1010)]);
-        assert!(usage.take_unwritten().is_empty(), "written once");
+        assert_eq!(
+            usage.unwritten().len(),
+            2,
+            "not written until the write commits"
+        );
+        usage.mark_written(&first);
+        assert!(usage.unwritten().is_empty(), "written once");
         usage.touch("t1", 1030);
-        assert!(usage.take_unwritten().is_empty(), "within the minute");
+        assert!(usage.unwritten().is_empty(), "within the minute");
         usage.touch("t1", 1060);
-        assert_eq!(usage.take_unwritten(), [("t1".into(), 1060)]);
+        assert_eq!(usage.unwritten(), [("t1".into(), 1060)]);
+    }
+
+    #[test]
+    fn a_newer_use_is_not_lost_to_an_older_write() {
+        let usage = UsageRecorder::new();
+        usage.touch("t1", 1000);
+        let writing = usage.unwritten();
+        usage.touch("t1", 1070); // noted while the older write was in flight
+        usage.mark_written(&writing);
+        assert_eq!(usage.unwritten(), [("t1".into(), 1070)]);
     }
 
     #[test]
     fn old_marks_are_dropped() {
         let usage = UsageRecorder::new();
         usage.touch("old", 1000);
-        usage.take_unwritten();
+        usage.mark_written(&usage.unwritten());
         usage.touch("new", 1000 + 3 * RECORD_EVERY);
-        usage.take_unwritten();
+        usage.unwritten();
         assert!(!usage.marks().contains_key("old"));
         assert!(usage.marks().contains_key("new"));
     }

@@ -238,6 +238,12 @@ pub(super) const RECORD_APP_TOKEN_USE: &str = "\
     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)";
 
 /// The tokens of every app attached to user `$1`.
+/// Locks the apps attached to user `$1`, so a token created for one of them meanwhile
+/// either commits first (and is deleted with the rest) or waits until the revocation
+/// has committed.
+pub(super) const LOCK_USER_APPS: &str = "\
+    UPDATE apps SET updated_at = updated_at WHERE user_id = $1";
+
 pub(super) const DELETE_USER_APP_TOKENS: &str = "\
     DELETE FROM app_tokens WHERE app_id IN (SELECT id FROM apps WHERE user_id = $1)";
 

@@ -83,8 +83,10 @@ pub(super) const INSERT_SESSION: &str = "\
                           expires_at, scopes, token_digest, regenerate_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
+/// Live sessions only: an expired one needs no revoking, and is not counted.
 pub(super) const REVOKE_USER_SESSIONS: &str = "\
-    UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+    UPDATE sessions SET revoked_at = $2 \
+    WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2";
 
 /// The integration's own sessions, and users' sessions it obtained as their client.
 pub(super) const REVOKE_INTEGRATION_SESSIONS: &str = "\

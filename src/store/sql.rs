@@ -180,6 +180,10 @@ macro_rules! impl_sql_store {
                     .bind(user_id)
                     .execute(&mut *conn)
                     .await?;
+                sqlx::query(apps::LOCK_USER_APPS)
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?;
                 let app_tokens = sqlx::query(apps::DELETE_USER_APP_TOKENS)
                     .bind(user_id)
                     .execute(&mut *conn)

@@ -22,5 +22,6 @@ mod route_policy;
 mod scopes;
 mod staff_customers;
 mod support;
+mod take_over;
 mod token_cache;
 mod user_revocation;
