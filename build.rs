@@ -6,9 +6,15 @@ use std::{env, fs, path::PathBuf};
 
 const PROTOS: &[&str] = &["identity/v1/identity.proto", "identity/v1/admin.proto"];
 
-/// Only described through reflection (so grpcurl can show error details); the Rust types
-/// come from tonic-types.
-const REFLECTION_ONLY: &[&str] = &["google/rpc/error_details.proto"];
+/// Only described through reflection (so grpcurl can show error details and call Envoy's
+/// ext_authz); the Rust types come from tonic-types and envoy-types.
+const REFLECTION_ONLY: &[&str] = &[
+    "google/rpc/error_details.proto",
+    "envoy/service/auth/v3/external_auth.proto",
+];
+
+/// Where imports are found: ours, then the Envoy protos copied from envoy-types.
+const INCLUDES: &[&str] = &["proto", "proto/vendor"];
 
 /// Messages that carry secrets: no derived `Debug`; `src/api/redact.rs` writes one that
 /// hides them, so a stray `{:?}` can never log a credential.
@@ -31,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     // `compile_fds` ignores `file_descriptor_set_path`, so the set is written here.
-    let described = protox::compile(PROTOS.iter().chain(REFLECTION_ONLY), ["proto"])?;
+    let described = protox::compile(PROTOS.iter().chain(REFLECTION_ONLY), INCLUDES)?;
     fs::write(
         out_dir.join("identity_descriptor.bin"),
         described.encode_to_vec(),

@@ -47,7 +47,8 @@ async fn serve(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    server::run(&config, Arc::new(SystemClock), listener, shutdown).await?;
+    let http = config.http_listen.bind().await?;
+    server::run(&config, Arc::new(SystemClock), listener, http, shutdown).await?;
     Ok(())
 }
 

@@ -19,6 +19,10 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once at start; boxing would buy nothing"
+)]
 pub enum Command {
     /// Run the gRPC server (migrating and bootstrapping first).
     Serve(ServeConfig),
@@ -108,6 +112,10 @@ pub struct ServeConfig {
     /// Address for gRPC.
     #[arg(long, env = "IDENTITYD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
+    /// Address for the operator HTTP port (/metrics, /healthz, /readyz,
+    /// /.well-known/jwks.json); `off` or empty turns it off.
+    #[arg(long, env = "IDENTITYD_HTTP_LISTEN", default_value = "127.0.0.1:9090")]
+    pub http_listen: crate::ops::HttpListen,
     /// Realm named in `WWW-Authenticate` challenges.
     #[arg(long, env = "IDENTITYD_REALM", default_value = "identityd", value_parser = parse_realm)]
     pub realm: String,
@@ -140,6 +148,12 @@ pub struct ServeConfig {
     /// applied; without it, the stored (or built-in) policy.
     #[arg(long, env = "IDENTITYD_ROUTE_POLICY")]
     pub route_policy: Option<std::path::PathBuf>,
+    /// Envoy ext_authz: identity headers and the credential header.
+    #[command(flatten)]
+    pub ext_authz: crate::api::ext_authz::ExtAuthzConfig,
+    /// TLS for gRPC; plaintext without a certificate.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsConfig,
     /// Log format.
     #[arg(long, env = "IDENTITYD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -151,6 +165,7 @@ impl ServeConfig {
         Ok(Self {
             database: DatabaseConfig::for_url(url)?,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: crate::ops::HttpListen(Some(SocketAddr::from(([127, 0, 0, 1], 0)))),
             realm: "identityd".into(),
             cache_capacity: 100_000,
             cache_ttl_secs: 30,
@@ -160,6 +175,8 @@ impl ServeConfig {
             argon2: Argon2Config::default(),
             scope_catalog: None,
             route_policy: None,
+            ext_authz: crate::api::ext_authz::ExtAuthzConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
             log_format: LogFormat::Text,
         })
     }

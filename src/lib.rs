@@ -5,7 +5,9 @@
 //! - [`store`]: persistence behind one trait, for SQLite and PostgreSQL.
 //! - [`service`]: use cases (authentication with its cache, administration, bootstrap).
 //! - [`api`]: the gRPC surface and the mapping of errors to statuses.
+//! - [`ops`]: the operator HTTP port: metrics, probes, JWKS.
 //! - [`server`]: wiring, health, reflection, shutdown.
+//! - [`tls`]: TLS and mTLS for gRPC, with certificates reloaded when their files change.
 
 pub mod api;
 pub mod cli;
@@ -13,6 +15,8 @@ pub mod config;
 pub mod domain;
 pub mod loadgen;
 pub mod master_key;
+pub mod ops;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;

@@ -2,12 +2,14 @@
 //! and graceful shutdown.
 
 use crate::api::admin::AdminApi;
+use crate::api::ext_authz::{self, ExtAuthzApi};
 use crate::api::identity::IdentityApi;
 use crate::api::pb::{self, admin_server::AdminServer, identity_server::IdentityServer};
 use crate::config::ServeConfig;
 use crate::domain::access_token::TokenPolicy;
 use crate::domain::clock::Clock;
 use crate::master_key::{self, MasterKeyError};
+use crate::ops::{self, Ops};
 use crate::service::admin::AdminService;
 use crate::service::authenticator::Authenticator;
 use crate::service::bootstrap::{self, BootstrapCredentials, DEFAULT_ADMIN_USERNAME};
@@ -16,11 +18,13 @@ use crate::service::checks::Checker;
 use crate::service::documents::{DocumentFiles, DocumentLoadError, Documents, reload_documents};
 use crate::service::keys::{KeyError, KeyRing, RELOAD_INTERVAL};
 use crate::service::passwords::{PasswordError, Passwords};
+use crate::service::replicas;
 use crate::service::tokens::{TokenSettings, Tokens};
 use crate::service::usage::{UsageRecorder, record_usage};
 use crate::store::{self, Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
@@ -34,7 +38,12 @@ use tonic_health::server::HealthReporter;
 const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Services reported by `grpc.health.v1`; "" stands for the whole server.
-const HEALTH_SERVICES: [&str; 3] = ["", "identity.v1.Identity", "identity.v1.Admin"];
+const HEALTH_SERVICES: [&str; 4] = [
+    "",
+    "identity.v1.Identity",
+    "identity.v1.Admin",
+    ext_authz::SERVICE_NAME,
+];
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +69,15 @@ pub enum ServerError {
     /// The password hasher could not be set up.
     #[error("passwords: {0}")]
     Passwords(#[from] PasswordError),
+    /// The metrics registry could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// The scope catalog or route policy could not be loaded.
     #[error("{0}")]
     Documents(#[from] DocumentLoadError),
+    /// The TLS options or certificate files are unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// How often sessions that ended are deleted.
@@ -82,14 +97,20 @@ pub struct Prepared {
     documents: Arc<Documents>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
+    ops: Ops,
     usage: Arc<UsageRecorder>,
+    replicas: Option<replicas::Link>,
     realm: String,
+    ext_authz: ExtAuthzApi,
+    tls: Option<crate::tls::Tls>,
     /// Credentials of the admin created on an empty database; shown once by the caller.
     pub bootstrap: Option<BootstrapCredentials>,
 }
 
 /// Opens storage, migrates it, and bootstraps the first admin on an empty database.
 pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prepared, ServerError> {
+    // First: a bad certificate fails the start before anything is created.
+    let tls = crate::tls::Tls::load(&config.tls)?;
     let master = master_key::resolve(&config.master_key, config.database.database_url.expose())?;
     let passwords = Passwords::new(config.argon2.cost(), config.argon2.concurrency())?;
     let store = store::open(
@@ -128,6 +149,8 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     let documents =
         Arc::new(Documents::load(store.clone(), cache.clone(), clock.clone(), &files).await?);
     let usage = Arc::new(UsageRecorder::new());
+    // Before anything can invalidate, so no change goes unannounced.
+    let replicas = replicas::connect(store.as_ref(), &cache);
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),
         cache.clone(),
@@ -146,6 +169,12 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         passwords.clone(),
         keys.clone(),
     ));
+    let ops = Ops::new(
+        store.clone(),
+        cache.clone(),
+        passwords.clone(),
+        keys.clone(),
+    )?;
     let tokens = Arc::new(Tokens::new(
         store.clone(),
         keys.clone(),
@@ -159,6 +188,8 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
             policy,
         },
     ));
+    let ext_authz = ExtAuthzApi::new(checker.clone(), config.realm.clone(), &config.ext_authz)
+        .with_verdicts(ops.verdicts());
     Ok(Prepared {
         store,
         cache,
@@ -169,8 +200,12 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         documents,
         admin,
         tokens,
+        ops,
         usage,
+        replicas,
         realm: config.realm.clone(),
+        ext_authz,
+        tls,
         bootstrap,
     })
 }
@@ -192,6 +227,17 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
+        self.serve_with_http(listener, None, shutdown).await
+    }
+
+    /// [`Prepared::serve`], and the operator HTTP port on `http` (if given), which stops
+    /// with gRPC: on `shutdown`, or when gRPC fails.
+    pub async fn serve_with_http(
+        self,
+        listener: TcpListener,
+        http: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ServerError> {
         let (health, health_service) = tonic_health::server::health_reporter();
         // v1alpha too: older grpcurl releases only speak that.
         let reflection_v1 = reflection().build_v1()?;
@@ -202,13 +248,20 @@ impl Prepared {
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
-        let background = [
+        let mut background = vec![
             tokio::spawn(watch_storage(self.store.clone(), health)),
             tokio::spawn(reload_keys(self.keys.clone())),
             tokio::spawn(purge_sessions(self.store.clone(), self.clock.clone())),
             tokio::spawn(reload_documents(self.documents.clone())),
             tokio::spawn(record_usage(self.usage.clone(), self.store.clone())),
         ];
+        if let Some(link) = self.replicas {
+            background.push(tokio::spawn(link.run(
+                self.store.clone(),
+                self.cache.clone(),
+                self.documents.clone(),
+            )));
+        }
 
         let identity = IdentityApi::new(
             self.authenticator,
@@ -217,17 +270,39 @@ impl Prepared {
             self.tokens,
             self.keys,
             self.realm,
-        );
-        let served = tonic::transport::Server::builder()
+        )
+        .with_verdicts(self.ops.verdicts());
+        let (stop_http, http) = ops::http::spawn(http, &self.ops);
+        // Dropped with the future when gRPC returns early, which stops the port too.
+        let shutdown = async move {
+            shutdown.await;
+            stop_http.stop();
+        };
+        let router = tonic::transport::Server::builder()
+            .layer(self.ops.grpc_layer())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(IdentityServer::new(identity))
             .add_service(AdminServer::new(AdminApi::new(self.admin, self.documents)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-            .await;
+            .add_service(AuthorizationServer::new(self.ext_authz));
+        let served = match self.tls {
+            None => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .await
+            }
+            Some(tls) => {
+                router
+                    .serve_with_incoming_shutdown(tls.incoming(listener), shutdown)
+                    .await
+            }
+        };
         for task in background {
             task.abort();
+        }
+        if let Err(e) = http.join().await {
+            tracing::warn!(error = %e, "the operator HTTP port failed");
         }
         // Uses noted since the last round would otherwise be lost.
         self.usage.flush(self.store.as_ref()).await;
@@ -291,6 +366,7 @@ pub async fn run(
     config: &ServeConfig,
     clock: Arc<dyn Clock>,
     listener: TcpListener,
+    http: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let mut prepared = prepare(config, clock).await?;
@@ -299,7 +375,10 @@ pub async fn run(
         print_credentials(&creds);
     }
     tracing::info!(address = %listener.local_addr()?, database = %config.database.database_url, "serving gRPC");
-    prepared.serve(listener, shutdown).await
+    if let Some(http) = &http {
+        tracing::info!(address = %http.local_addr()?, "serving operator HTTP: /metrics /healthz /readyz /.well-known/jwks.json");
+    }
+    prepared.serve_with_http(listener, http, shutdown).await
 }
 
 /// Shows freshly created admin credentials, with a ready-made Basic header.

@@ -96,13 +96,14 @@ impl From<SigningKeyRecord> for pb::SigningKey {
 
 impl From<PublicJwk> for pb::Jwk {
     fn from(k: PublicJwk) -> Self {
+        use crate::service::keys::{ALGORITHM, CURVE, KEY_TYPE, KEY_USE};
         Self {
-            kty: "OKP".into(),
-            crv: "Ed25519".into(),
+            kty: KEY_TYPE.into(),
+            crv: CURVE.into(),
             x: k.x,
             kid: k.kid,
-            alg: crate::service::keys::ALGORITHM.into(),
-            r#use: "sig".into(),
+            alg: ALGORITHM.into(),
+            r#use: KEY_USE.into(),
         }
     }
 }

@@ -6,6 +6,7 @@ use super::pb::{self, identity_server};
 use crate::domain::permissions::{Permission, admin};
 use crate::domain::principal::PrincipalKind;
 use crate::domain::verdict::{AuthFailure, Decision, insufficient_scope_challenge};
+use crate::ops::metrics::Verdicts;
 use crate::service::ServiceError;
 use crate::service::admin::{ActAs, AdminService};
 use crate::service::authenticator::{Authenticator, Outcome};
@@ -28,6 +29,7 @@ pub struct IdentityApi {
     tokens: Arc<Tokens>,
     keys: Arc<KeyRing>,
     realm: String,
+    verdicts: Verdicts,
 }
 
 impl IdentityApi {
@@ -47,7 +49,14 @@ impl IdentityApi {
             tokens,
             keys,
             realm,
+            verdicts: Verdicts::default(),
         }
+    }
+
+    /// Counts every verdict in `verdicts` (none are counted otherwise).
+    pub fn with_verdicts(mut self, verdicts: Verdicts) -> Self {
+        self.verdicts = verdicts;
+        self
     }
 
     fn challenge(&self, failure: &AuthFailure) -> String {
@@ -173,6 +182,7 @@ impl identity_server::Identity for IdentityApi {
             .map_err(ServiceError::from)?;
         let reason = outcome.as_ref().map_or_else(AuthFailure::code, |_| "ok");
         log_outcome("Authenticate", &outcome, reason);
+        self.verdicts.record("Authenticate", reason);
         let response = match &outcome {
             Ok(a) => pb::AuthenticateResponse {
                 verdict: pb::Verdict::Allow.into(),
@@ -208,6 +218,7 @@ impl identity_server::Identity for IdentityApi {
         let checked = self.checker.check(&req.authorization, &target).await?;
         let (outcome, decision) = (checked.outcome, checked.decision);
         log_outcome("CheckPermission", &outcome, decision.code());
+        self.verdicts.record("CheckPermission", decision.code());
         let principal = outcome.as_ref().ok().map(|a| (&a.principal).into());
         let mut response = pb::CheckPermissionResponse {
             verdict: verdict(&decision).into(),
@@ -216,38 +227,19 @@ impl identity_server::Identity for IdentityApi {
             reason: decision.code().into(),
             ..Default::default()
         };
+        response.missing = decision.missing().iter().map(ToString::to_string).collect();
+        response.message = decision.message().into_owned();
         match &decision {
-            Decision::Allow => {}
             Decision::Unauthenticated(failure) => {
                 response.www_authenticate = self.challenge(failure);
-                response.message = failure.message().into();
             }
-            Decision::MissingPermission(missing) => {
-                response.missing = missing.iter().map(ToString::to_string).collect();
-                response.message = format!("missing permission {}", response.missing.join(", "));
-            }
-            Decision::AttachedUserMissingPermission { username, missing } => {
-                response.missing = missing.iter().map(ToString::to_string).collect();
-                response.message = format!(
-                    "the app's attached user {username} lacks permission {}",
-                    response.missing.join(", ")
-                );
-            }
-            Decision::InsufficientScope { missing, scopes } => {
-                response.missing = missing.iter().map(ToString::to_string).collect();
-                response.message = format!(
-                    "the token's scopes do not cover {}; it needs scope {}",
-                    response.missing.join(", "),
-                    scopes.join(" ")
-                );
+            Decision::InsufficientScope { scopes, .. } => {
                 if let Ok(a) = &outcome {
                     response.www_authenticate =
                         insufficient_scope_challenge(a.principal.scheme, &self.realm, scopes);
                 }
             }
-            Decision::UncoveredRoute => {
-                response.message = "no route-policy rule covers this method and path".into();
-            }
+            _ => {}
         }
         Ok(Response::new(response))
     }

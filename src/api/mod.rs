@@ -1,8 +1,9 @@
-//! The gRPC surface: generated types, the two services, and the one mapping from service
-//! errors to gRPC statuses.
+//! The gRPC surface: generated types, the services (Identity, Admin, Envoy's ext_authz),
+//! and the one mapping from service errors to gRPC statuses.
 
 pub mod admin;
 mod convert;
+pub mod ext_authz;
 pub mod identity;
 mod metadata;
 mod redact;

@@ -195,6 +195,43 @@ impl Decision {
             Self::UncoveredRoute => "uncovered_route",
         }
     }
+
+    /// The required permissions that are not granted, as the decision names them.
+    pub fn missing(&self) -> &[Permission] {
+        match self {
+            Self::MissingPermission(missing)
+            | Self::AttachedUserMissingPermission { missing, .. }
+            | Self::InsufficientScope { missing, .. } => missing,
+            Self::Allow | Self::Unauthenticated(_) | Self::UncoveredRoute => &[],
+        }
+    }
+
+    /// A short explanation for people; empty when allowed. Never contains input.
+    pub fn message(&self) -> Cow<'static, str> {
+        let missing = || {
+            let names: Vec<String> = self.missing().iter().map(ToString::to_string).collect();
+            names.join(", ")
+        };
+        match self {
+            Self::Allow => Cow::Borrowed(""),
+            Self::Unauthenticated(failure) => failure.message(),
+            Self::MissingPermission(_) => format!("missing permission {}", missing()).into(),
+            Self::AttachedUserMissingPermission { username, .. } => format!(
+                "the app's attached user {username} lacks permission {}",
+                missing()
+            )
+            .into(),
+            Self::InsufficientScope { scopes, .. } => format!(
+                "the token's scopes do not cover {}; it needs scope {}",
+                missing(),
+                scopes.join(" ")
+            )
+            .into(),
+            Self::UncoveredRoute => {
+                Cow::Borrowed("no route-policy rule covers this method and path")
+            }
+        }
+    }
 }
 
 /// The `WWW-Authenticate` value for a 403 `insufficient_scope` (RFC 6750 §3.1). The

@@ -7,13 +7,18 @@
 //! database read and, after inserting, drops its own entry again if the epoch moved.
 //! Either the fill's insert precedes the invalidation (which then removes it), or its
 //! epoch check follows the bump (and it removes itself).
+//!
+//! Every invalidation a change makes is also announced to the other replicas (see
+//! [`replicas`](super::replicas)), which apply it to their own caches.
 
+use super::replicas::Notice;
 use crate::domain::principal::Authenticated;
 use crate::domain::secret::SecretDigest;
 use moka::sync::Cache;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Bounded, expiring cache of authenticated credentials.
 pub struct CheckCache {
@@ -21,6 +26,7 @@ pub struct CheckCache {
     epoch: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    outbox: OnceLock<UnboundedSender<Notice>>,
 }
 
 /// Hit and miss counts since start.
@@ -49,7 +55,56 @@ impl CheckCache {
             epoch: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            outbox: OnceLock::new(),
         }
+    }
+
+    /// Where announced notices go from now on (once; later calls change nothing).
+    pub fn set_outbox(&self, outbox: UnboundedSender<Notice>) {
+        let _ = self.outbox.set(outbox);
+    }
+
+    /// Tells the other replicas, if there are any.
+    pub fn announce(&self, notice: Notice) {
+        if let Some(outbox) = self.outbox.get() {
+            // Fails only once the sender task is gone, at shutdown.
+            let _ = outbox.send(notice);
+        }
+    }
+
+    /// Applies a notice to this cache only.
+    pub fn apply(&self, notice: &Notice) {
+        match notice {
+            Notice::Principal(id) => {
+                let id = id.clone();
+                self.invalidate_if(move |v| {
+                    v.principal.id == id
+                        || v.principal
+                            .attached_user
+                            .as_ref()
+                            .is_some_and(|u| u.id == id)
+                });
+            }
+            Notice::Session(id) => {
+                let id = id.clone();
+                self.invalidate_if(move |v| v.principal.session_id.as_deref() == Some(id.as_str()));
+            }
+            Notice::Credential(id) => {
+                let id = id.clone();
+                self.invalidate_if(move |v| v.principal.credential_id == id);
+            }
+            Notice::All => {
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                self.entries.invalidate_all();
+            }
+            Notice::Documents => {}
+        }
+    }
+
+    /// Applies a notice here and announces it to the other replicas.
+    fn apply_everywhere(&self, notice: Notice) {
+        self.apply(&notice);
+        self.announce(notice);
     }
 
     /// The cached result for a credential digest.
@@ -85,36 +140,27 @@ impl CheckCache {
         }
     }
 
-    /// Drops one credential.
+    /// Drops one credential here only (it expired; other replicas see that themselves).
     pub fn invalidate(&self, key: &SecretDigest) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.entries.invalidate(key);
     }
 
     /// Drops every credential of one principal, and those of apps attached to it (an
-    /// app's entry holds its attached user's permissions).
+    /// app's entry holds its attached user's permissions), on every replica.
     pub fn invalidate_principal(&self, principal_id: &str) {
-        let id = principal_id.to_owned();
-        self.invalidate_if(move |v| {
-            v.principal.id == id
-                || v.principal
-                    .attached_user
-                    .as_ref()
-                    .is_some_and(|u| u.id == id)
-        });
+        self.apply_everywhere(Notice::Principal(principal_id.to_owned()));
     }
 
     /// Drops one credential by its credential id, for credentials revoked without
-    /// their secret at hand (an app token revoked by id).
+    /// their secret at hand (an app token revoked by id), on every replica.
     pub fn invalidate_credential(&self, credential_id: &str) {
-        let id = credential_id.to_owned();
-        self.invalidate_if(move |v| v.principal.credential_id == id);
+        self.apply_everywhere(Notice::Credential(credential_id.to_owned()));
     }
 
-    /// Drops every access token of one session.
+    /// Drops every access token of one session, on every replica.
     pub fn invalidate_session(&self, session_id: &str) {
-        let id = session_id.to_owned();
-        self.invalidate_if(move |v| v.principal.session_id.as_deref() == Some(id.as_str()));
+        self.apply_everywhere(Notice::Session(session_id.to_owned()));
     }
 
     fn invalidate_if(&self, predicate: impl Fn(&Authenticated) -> bool + Send + Sync + 'static) {
@@ -126,10 +172,9 @@ impl CheckCache {
         }
     }
 
-    /// Drops everything, e.g. when a role's permissions change.
+    /// Drops everything, e.g. when a role's permissions change, on every replica.
     pub fn invalidate_all(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.invalidate_all();
+        self.apply_everywhere(Notice::All);
     }
 
     /// Entries currently held (approximate; for metrics and tests).

@@ -7,6 +7,7 @@
 
 use super::ServiceError;
 use super::cache::CheckCache;
+use super::replicas::Notice;
 use crate::domain::clock::Clock;
 use crate::domain::document::DocumentError;
 use crate::domain::route_policy::RoutePolicy;
@@ -222,6 +223,7 @@ impl Documents {
         });
         if !validate_only {
             self.install(next.clone(), name == CATALOG);
+            self.cache.announce(Notice::Documents);
         }
         Ok(next)
     }
@@ -272,7 +274,8 @@ impl Documents {
     fn install(&self, next: Arc<Snapshot>, catalog_changed: bool) {
         self.current.store(next);
         if catalog_changed {
-            self.cache.invalidate_all();
+            // Here only: other replicas flush as they install the catalog themselves.
+            self.cache.apply(&Notice::All);
         }
     }
 }

@@ -24,6 +24,12 @@ use zeroize::Zeroizing;
 
 /// The JOSE algorithm of every key.
 pub const ALGORITHM: &str = "EdDSA";
+/// JWK key type of every key (RFC 8037).
+pub const KEY_TYPE: &str = "OKP";
+/// JWK curve of every key (RFC 8037).
+pub const CURVE: &str = "Ed25519";
+/// JWK public key use: signatures.
+pub const KEY_USE: &str = "sig";
 /// How often each replica re-reads the key set.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(30);
 /// Least time between reloads caused by unknown key ids: short, so a key another replica
@@ -61,6 +67,21 @@ pub struct PublicJwk {
     pub kid: String,
     /// Ed25519 public key, base64url.
     pub x: String,
+}
+
+/// The RFC 7517 JSON of a key: `{kty, crv, x, kid, alg, use}`.
+impl serde::Serialize for PublicJwk {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct as _;
+        let mut jwk = serializer.serialize_struct("Jwk", 6)?;
+        jwk.serialize_field("kty", KEY_TYPE)?;
+        jwk.serialize_field("crv", CURVE)?;
+        jwk.serialize_field("x", &self.x)?;
+        jwk.serialize_field("kid", &self.kid)?;
+        jwk.serialize_field("alg", ALGORITHM)?;
+        jwk.serialize_field("use", KEY_USE)?;
+        jwk.end()
+    }
 }
 
 struct Signer {

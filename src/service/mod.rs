@@ -12,6 +12,7 @@ pub mod error;
 pub mod integrations;
 pub mod keys;
 pub mod passwords;
+pub mod replicas;
 pub mod tokens;
 pub mod usage;
 

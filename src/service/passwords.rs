@@ -46,6 +46,8 @@ pub enum PasswordError {
 pub struct Passwords {
     argon2: Argon2<'static>,
     permits: Arc<Semaphore>,
+    /// Hashes allowed at once: `permits` starts with this many.
+    slots: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
     /// Verified against when a login names no user, so both cases cost the same.
@@ -76,6 +78,7 @@ impl Passwords {
         Ok(Arc::new(Self {
             argon2,
             permits: Arc::new(Semaphore::new(concurrency)),
+            slots: concurrency,
             waiting: AtomicUsize::new(0),
             max_waiting: concurrency * WAITING_PER_SLOT,
             dummy_hash,
@@ -85,6 +88,11 @@ impl Passwords {
     /// Logins waiting for a hashing slot right now (for metrics).
     pub fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Hashes running right now (for metrics).
+    pub fn in_flight(&self) -> usize {
+        self.slots.saturating_sub(self.permits.available_permits())
     }
 
     /// Checks a new password's length: byte-exact, never trimmed or normalised.

@@ -6,6 +6,7 @@
 
 mod apps;
 mod documents;
+mod notices;
 mod oauth;
 mod oauth_sql;
 mod postgres;
@@ -24,6 +25,7 @@ pub use apps::{
     NewAppToken,
 };
 pub use documents::{DocumentRecord, DocumentStore};
+pub use notices::{CHANNEL as NOTICE_CHANNEL, ChangeFeed, FeedEvent, NoticeStore};
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
     OAuthStore, RefreshRecord, SessionGuard, SessionPrincipal, SigningKeyRecord, Subject,
@@ -176,11 +178,15 @@ pub struct BuiltinRole {
 /// Persistent state of identityd. Implementations must make every method that changes
 /// state a single transaction.
 #[async_trait]
-pub trait Store: OAuthStore + DocumentStore + AppStore {
+pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// One cheap round trip: is the database reachable?
     async fn ping(&self) -> StoreResult<()>;
+    /// True when every migration this build knows has been applied successfully.
+    async fn migrations_applied(&self) -> StoreResult<bool>;
+    /// The connection pool's counts, read from memory (no round trip).
+    fn pool_status(&self) -> PoolStatus;
 
     /// Creates or refreshes a built-in role so it holds exactly `role.permissions`.
     async fn ensure_builtin_role(&self, role: &BuiltinRole, now: UnixSeconds) -> StoreResult<()>;
@@ -269,6 +275,17 @@ pub trait Store: OAuthStore + DocumentStore + AppStore {
     ) -> StoreResult<RoleRecord>;
     /// Deletes a non-built-in role.
     async fn delete_role(&self, name: &str) -> StoreResult<()>;
+}
+
+/// The connection pool at one instant, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    /// Open connections waiting for work.
+    pub idle: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
 }
 
 /// Connection settings common to both backends.

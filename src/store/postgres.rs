@@ -5,6 +5,7 @@ use super::apps::{
     impl_app_store,
 };
 use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
+use super::notices::{self, ChangeFeed, NoticeStore};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
@@ -50,6 +51,22 @@ impl_sql_store!(
     sqlx::migrate!("migrations/postgres")
 );
 impl_oauth_store!(PostgresStore, Postgres);
+
+#[async_trait::async_trait]
+impl NoticeStore for PostgresStore {
+    async fn publish(&self, notice: &str) -> StoreResult<()> {
+        sqlx::query(notices::PUBLISH)
+            .bind(notices::CHANNEL)
+            .bind(notice)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    fn change_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+        Some(Box::new(notices::PgFeed::new(self.pool.clone())))
+    }
+}
 impl_app_store!(PostgresStore);
 impl_document_store!(
     PostgresStore,

@@ -350,6 +350,25 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn migrations_applied(&self) -> StoreResult<bool> {
+                let applied: Vec<i64> =
+                    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok($migrator
+                    .iter()
+                    .filter(|m| !m.migration_type.is_down_migration())
+                    .all(|m| applied.contains(&m.version)))
+            }
+
+            fn pool_status(&self) -> $crate::store::PoolStatus {
+                $crate::store::PoolStatus {
+                    open: self.pool.size(),
+                    idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: self.pool.options().get_max_connections(),
+                }
+            }
+
             async fn ensure_builtin_role(
                 &self,
                 role: &BuiltinRole,

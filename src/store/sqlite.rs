@@ -5,6 +5,7 @@ use super::apps::{
     impl_app_store,
 };
 use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
+use super::notices::{ChangeFeed, NoticeStore};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
 use super::{
@@ -57,5 +58,17 @@ impl SqliteStore {
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));
 impl_oauth_store!(SqliteStore, Sqlite);
+
+/// One process serves a SQLite file, so there is no one to tell.
+#[async_trait::async_trait]
+impl NoticeStore for SqliteStore {
+    async fn publish(&self, _notice: &str) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn change_feed(&self) -> Option<Box<dyn ChangeFeed>> {
+        None
+    }
+}
 impl_app_store!(SqliteStore);
 impl_document_store!(SqliteStore, "SELECT 1");

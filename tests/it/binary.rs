@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 pub struct RunningBinary {
     child: Child,
     pub address: String,
+    /// The operator HTTP port's address.
+    pub http_address: String,
     pub admin_header: String,
     pub secrets: Vec<String>,
     log: Arc<Mutex<String>>,
@@ -15,11 +17,17 @@ pub struct RunningBinary {
 }
 
 impl RunningBinary {
-    /// Starts `identityd serve --listen 127.0.0.1:0 ARGS…` on an empty database and waits
-    /// for its bootstrap credentials and serving address.
+    /// Starts `identityd serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 ARGS…` on an
+    /// empty database and waits for its bootstrap credentials and serving addresses.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -66,6 +74,24 @@ impl RunningBinary {
             line.clear();
         }
         assert!(!address.is_empty(), "serving address logged");
+        // The operator port is logged right after gRPC.
+        let mut http_address = String::new();
+        line.clear();
+        while stderr.read_line(&mut line).expect("stderr line") > 0 {
+            log.lock().expect("log").push_str(&line);
+            if line.contains("serving operator HTTP")
+                && let Some(rest) = line.split("address=").nth(1)
+            {
+                http_address = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                break;
+            }
+            line.clear();
+        }
+        assert!(!http_address.is_empty(), "operator HTTP address logged");
         let sink = log.clone();
         let reader = std::thread::spawn(move || {
             let mut rest = String::new();
@@ -75,6 +101,7 @@ impl RunningBinary {
         Self {
             child,
             address,
+            http_address,
             admin_header,
             secrets,
             log,

@@ -1,5 +1,5 @@
 //! The README walkthrough, run for real: the `identityd` binary on a fresh database, the
-//! real `grpcurl` and `jq`, and the README's own commands.
+//! real `grpcurl`, `jq` and `curl`, and the README's own commands.
 //!
 //! Every ```sh block between `<!-- walkthrough:start -->` and `<!-- walkthrough:end -->`
 //! runs in order in one bash session. A ```json block right after it must be a subset of
@@ -13,6 +13,7 @@ use std::process::Command;
 
 const README: &str = include_str!("../../README.md");
 const ADDRESS_IN_README: &str = "localhost:50051";
+const HTTP_ADDRESS_IN_README: &str = "localhost:9090";
 
 /// One runnable step of the walkthrough.
 #[derive(Debug)]
@@ -94,6 +95,7 @@ fn require_tool(name: &str) {
 fn run_walkthrough(backend: Backend) {
     require_tool("grpcurl");
     require_tool("jq");
+    require_tool("curl");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let db = rt.block_on(TestDb::new(backend));
     // SQLite generates its master key beside the database; PostgreSQL needs one given.
@@ -109,7 +111,12 @@ fn run_walkthrough(backend: Backend) {
     let separator = "__IDENTITYD_STEP__";
     let mut script = String::from("set -euo pipefail\n");
     for step in &steps {
-        script.push_str(&step.script.replace(ADDRESS_IN_README, &server.address));
+        script.push_str(
+            &step
+                .script
+                .replace(ADDRESS_IN_README, &server.address)
+                .replace(HTTP_ADDRESS_IN_README, &server.http_address),
+        );
         script.push_str(&format!("\necho {separator}\n"));
     }
     // Finally, print the credentials the walkthrough held, to check the log against them.

@@ -703,7 +703,7 @@ async fn replicas_and_restarts(backend: Backend) {
         .expect("replace on A");
 
     // A keeps running on the database B starts on.
-    let b = start_again(take_db(&mut a, backend).await, a.admin_auth.clone(), |_| {}).await;
+    let b = a.replica(backend).await;
     let p = policy(&b).await;
     assert_eq!((p.version, p.text.as_str()), (1, OPEN_POLICY));
     check_route(&b, (&reader, uncovered, 200, "ok", &[])).await;

@@ -114,6 +114,8 @@ pub fn test_config(url: &str) -> ServeConfig {
 /// A running server and the bootstrap admin's `authorization` value.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The operator HTTP port.
+    pub http_addr: SocketAddr,
     pub admin_auth: String,
     pub cache: Arc<CheckCache>,
     pub keys: Arc<KeyRing>,
@@ -156,10 +158,12 @@ impl TestServer {
         let keys = prepared.keys();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let http = TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP");
+        let http_addr = http.local_addr().expect("HTTP addr");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             prepared
-                .serve(listener, async {
+                .serve_with_http(listener, Some(http), async {
                     let _ = rx.await;
                 })
                 .await
@@ -167,6 +171,7 @@ impl TestServer {
         });
         Self {
             addr,
+            http_addr,
             admin_auth,
             cache,
             keys,
@@ -195,6 +200,15 @@ impl TestServer {
 
     pub async fn admin(&self) -> AdminClient<Channel> {
         AdminClient::new(self.channel().await)
+    }
+
+    /// Starts a second server on this server's database, which this one keeps using; it
+    /// acts with the same admin credentials. The database now goes with the new one.
+    pub async fn replica(&mut self, backend: Backend) -> TestServer {
+        let db = std::mem::replace(&mut self.db, TestDb::new(backend).await);
+        let mut other = Self::start_on(db, |_| {}).await;
+        other.admin_auth = self.admin_auth.clone();
+        other
     }
 
     /// Stops the server, waiting for in-flight calls to drain.

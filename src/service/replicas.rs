@@ -1,0 +1,168 @@
+//! Replicas that agree: every change that revokes or narrows access is announced to the
+//! other replicas (over the store's notice feed, PostgreSQL `LISTEN/NOTIFY`), and each
+//! drops the affected cache entries, or reloads the scope catalog and route policy.
+//!
+//! A replica whose feed reconnects drops its whole cache: notices sent while it was
+//! disconnected are lost, and an entry filled before one of them must not survive it.
+//! Each notice carries its sender's id, so a replica skips its own (it applied them
+//! when it made the change) instead of evicting entries it refilled since.
+
+use super::cache::CheckCache;
+use super::documents::Documents;
+use crate::store::{ChangeFeed, FeedEvent, Store};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// What one replica tells the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Every credential of a principal (and of apps attached to it) is stale.
+    Principal(String),
+    /// Every access token of a session is stale.
+    Session(String),
+    /// One credential, by credential id, is stale.
+    Credential(String),
+    /// Everything cached is stale.
+    All,
+    /// The scope catalog or route policy was replaced.
+    Documents,
+}
+
+impl Notice {
+    /// The wire form: the sender's id, a space, a tag, a colon, the id.
+    pub fn encode(&self, sender: &str) -> String {
+        let (tag, id) = match self {
+            Self::Principal(id) => ("p", id.as_str()),
+            Self::Session(id) => ("s", id.as_str()),
+            Self::Credential(id) => ("c", id.as_str()),
+            Self::All => ("a", ""),
+            Self::Documents => ("d", ""),
+        };
+        format!("{sender} {tag}:{id}")
+    }
+
+    /// Reads the wire form: the sender and the notice; `None` for anything else.
+    pub fn decode(text: &str) -> Option<(&str, Self)> {
+        let (sender, notice) = text.split_once(' ')?;
+        Some((sender, Self::decode_notice(notice)?))
+    }
+
+    fn decode_notice(text: &str) -> Option<Self> {
+        let (tag, id) = text.split_once(':')?;
+        let id = || (!id.is_empty()).then(|| id.to_owned());
+        match tag {
+            "p" => id().map(Self::Principal),
+            "s" => id().map(Self::Session),
+            "c" => id().map(Self::Credential),
+            "a" => Some(Self::All),
+            "d" => Some(Self::Documents),
+            _ => None,
+        }
+    }
+}
+
+/// This replica's link to the others: notices the cache announces, waiting to be sent,
+/// the feed of everyone's notices, and the id this replica signs its notices with.
+pub struct Link {
+    outbox: mpsc::UnboundedReceiver<Notice>,
+    feed: Box<dyn ChangeFeed>,
+    id: String,
+}
+
+/// Connects `cache` to the store's feed, if the store has one (PostgreSQL).
+pub fn connect(store: &dyn Store, cache: &CheckCache) -> Option<Link> {
+    let feed = store.change_feed()?;
+    let (tx, outbox) = mpsc::unbounded_channel();
+    cache.set_outbox(tx);
+    Some(Link {
+        outbox,
+        feed,
+        id: uuid::Uuid::new_v4().simple().to_string(),
+    })
+}
+
+impl Link {
+    /// Runs the link until aborted: sends this replica's notices and applies the
+    /// others'.
+    pub async fn run(
+        self,
+        store: Arc<dyn Store>,
+        cache: Arc<CheckCache>,
+        documents: Arc<Documents>,
+    ) {
+        let Self { outbox, feed, id } = self;
+        tokio::join!(
+            send_notices(store, outbox, &id),
+            follow_notices(feed, cache, documents, &id)
+        );
+    }
+}
+
+/// Sends announced notices to every replica. A notice that cannot be sent is logged:
+/// the other replicas then see the change when their entries expire
+/// (`--cache-ttl-secs`).
+async fn send_notices(
+    store: Arc<dyn Store>,
+    mut outbox: mpsc::UnboundedReceiver<Notice>,
+    id: &str,
+) {
+    while let Some(notice) = outbox.recv().await {
+        if let Err(e) = store.publish(&notice.encode(id)).await {
+            tracing::warn!(error = %e, ?notice, "could not tell other replicas of a change");
+        }
+    }
+}
+
+/// Applies the other replicas' notices.
+async fn follow_notices(
+    mut feed: Box<dyn ChangeFeed>,
+    cache: Arc<CheckCache>,
+    documents: Arc<Documents>,
+    id: &str,
+) {
+    loop {
+        let notice = match feed.next().await {
+            FeedEvent::Subscribed => {
+                tracing::info!("listening for replica notices; cache emptied");
+                cache.apply(&Notice::All);
+                Notice::Documents
+            }
+            FeedEvent::Notice(text) => match Notice::decode(&text) {
+                Some((sender, _)) if sender == id => continue,
+                Some((_, notice)) => notice,
+                // An unreadable notice might have revoked anything: fail closed.
+                None => Notice::All,
+            },
+        };
+        if notice == Notice::Documents {
+            if let Err(e) = documents.reload().await {
+                tracing::warn!(error = %e, "could not reload documents after a notice");
+            }
+        } else {
+            cache.apply(&notice);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip() {
+        let notices = [
+            Notice::Principal("u-1".into()),
+            Notice::Session("s:with:colons".into()),
+            Notice::Credential("app_token:t1".into()),
+            Notice::All,
+            Notice::Documents,
+        ];
+        for notice in notices {
+            let text = notice.encode("r1");
+            assert_eq!(Notice::decode(&text), Some(("r1", notice)));
+        }
+        for bad in ["", "r1 p:", "r1 x:1", "r1 p", "r1 all", "p:u1"] {
+            assert_eq!(Notice::decode(bad), None, "{bad:?}");
+        }
+    }
+}
