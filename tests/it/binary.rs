@@ -20,6 +20,16 @@ impl RunningBinary {
     /// Starts `identityd serve --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 ARGS…` on an
     /// empty database and waits for its bootstrap credentials and serving addresses.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(args, env, true)
+    }
+
+    /// Starts another server on a database a first one bootstrapped (it prints no
+    /// credentials) and waits for its serving addresses.
+    pub fn start_replica(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(args, env, false)
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], bootstrap: bool) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_identityd"))
             .args([
                 "serve",
@@ -34,28 +44,30 @@ impl RunningBinary {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start identityd");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut secrets = Vec::new();
         let mut admin_header = String::new();
-        for line in stdout.lines() {
-            let line = line.expect("stdout line");
-            if let Some(token) = line.trim().strip_prefix("api_token:") {
-                secrets.push(token.trim().to_owned());
+        if bootstrap {
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            for line in stdout.lines() {
+                let line = line.expect("stdout line");
+                if let Some(token) = line.trim().strip_prefix("api_token:") {
+                    secrets.push(token.trim().to_owned());
+                }
+                if let Some(header) = line.trim().strip_prefix("header:") {
+                    admin_header = header.trim().to_owned();
+                    break;
+                }
             }
-            if let Some(header) = line.trim().strip_prefix("header:") {
-                admin_header = header.trim().to_owned();
-                break;
-            }
+            assert!(
+                admin_header.starts_with("authorization: Basic "),
+                "bootstrap credentials printed"
+            );
+            secrets.push(
+                admin_header
+                    .trim_start_matches("authorization: Basic ")
+                    .to_owned(),
+            );
         }
-        assert!(
-            admin_header.starts_with("authorization: Basic "),
-            "bootstrap credentials printed"
-        );
-        secrets.push(
-            admin_header
-                .trim_start_matches("authorization: Basic ")
-                .to_owned(),
-        );
 
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let log = Arc::new(Mutex::new(String::new()));

@@ -1,8 +1,8 @@
 //! Replicas that agree: two servers on one PostgreSQL database, each with its own check
 //! cache. A revocation made through one is refused by the other within a second (a
 //! `LISTEN/NOTIFY` notice), and a replica whose listener connection dies recovers
-//! without keeping a revoked credential alive. PostgreSQL only: SQLite serves one
-//! process.
+//! without keeping a revoked credential alive. In-process servers for the details, two
+//! `identityd` processes for the whole. PostgreSQL only: SQLite serves one process.
 
 use crate::oauth_support::*;
 use crate::support::*;
@@ -169,4 +169,122 @@ async fn a_replica_that_loses_its_listener_recovers_and_keeps_refusing() {
     );
     b.stop().await;
     a.stop().await;
+}
+
+/// Gets a connected client of `address` (`127.0.0.1:port`).
+async fn channel(address: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// The same, with two `identityd` processes: a regenerated API token is refused by the
+/// other process within a second, also after its listener connection was killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_agree() {
+    use crate::binary::RunningBinary;
+    use identityd::api::pb::{self, admin_client::AdminClient, identity_client::IdentityClient};
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let args = ["--database-url", db.url.as_str()];
+    let env = [("IDENTITYD_MASTER_KEY", TEST_MASTER_KEY)];
+    let a = RunningBinary::start(&args, &env);
+    let b = RunningBinary::start_replica(&args, &env);
+    let admin = a
+        .admin_header
+        .trim_start_matches("authorization: ")
+        .to_owned();
+    let mut admin_a = AdminClient::new(channel(&a.address).await);
+    let mut identity_a = IdentityClient::new(channel(&a.address).await);
+    let mut identity_b = IdentityClient::new(channel(&b.address).await);
+
+    admin_a
+        .create_role(authed(
+            &admin,
+            pb::CreateRoleRequest {
+                name: "reader".into(),
+                permissions: vec!["orders:read".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    admin_a
+        .create_user(authed(
+            &admin,
+            pb::CreateUserRequest {
+                username: "reader".into(),
+                roles: vec!["reader".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let token = admin_a
+        .set_api_access(authed(
+            &admin,
+            pb::SetApiAccessRequest {
+                username: "reader".into(),
+                enabled: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_token;
+    let regenerate = async |identity: &mut IdentityClient<_>| {
+        let request = pb::RegenerateApiTokenRequest {
+            username: "reader".into(),
+        };
+        identity
+            .regenerate_api_token(authed(&admin, request))
+            .await
+            .unwrap()
+            .into_inner()
+            .api_token
+    };
+    // Polls B until `token` is refused; panics after `limit`.
+    let refused_by_b = async |identity: &mut IdentityClient<_>, token: &str, limit: Duration| {
+        let request = || pb::CheckPermissionRequest {
+            authorization: basic("reader", token),
+            permissions: vec!["orders:read".into()],
+            ..Default::default()
+        };
+        let start = Instant::now();
+        loop {
+            let checked = identity.check_permission(request()).await.unwrap();
+            if checked.get_ref().http_status == 401 {
+                return start.elapsed();
+            }
+            assert!(start.elapsed() < limit, "B still allows after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let allowed_by_b = async |identity: &mut IdentityClient<_>, token: &str| {
+        for _ in 0..2 {
+            let request = pb::CheckPermissionRequest {
+                authorization: basic("reader", token),
+                permissions: vec!["orders:read".into()],
+                ..Default::default()
+            };
+            let checked = identity.check_permission(request).await.unwrap();
+            assert_eq!(checked.get_ref().http_status, 200);
+        }
+    };
+
+    allowed_by_b(&mut identity_b, &token).await;
+    let second = regenerate(&mut identity_a).await;
+    let took = refused_by_b(&mut identity_b, &token, WITHIN).await;
+    eprintln!("process B refused the regenerated token after {took:?}");
+
+    kill_listeners(&db).await;
+    both_listening(&db).await;
+    allowed_by_b(&mut identity_b, &second).await;
+    regenerate(&mut identity_a).await;
+    refused_by_b(&mut identity_b, &second, WITHIN).await;
+    refused_by_b(&mut identity_b, &token, WITHIN).await;
+    b.stop();
+    a.stop();
 }
