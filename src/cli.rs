@@ -5,6 +5,7 @@ use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::names;
 use crate::server;
 use crate::service::bootstrap::{self, BootstrapCredentials};
+use crate::service::replicas::Notice;
 use crate::store::{self, Store};
 use crate::{
     domain::secret::{SecretDigest, SecretKind},
@@ -88,9 +89,16 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
         AdminTask::RegenerateToken { username } => {
             names::validate_username(&username).map_err(|r| format!("username {r}"))?;
             let token = SecretKind::ApiToken.generate();
-            store
+            let user = store
                 .replace_api_token(&username, &SecretDigest::of(&token), clock.now())
                 .await?;
+            // The running replicas still cache the old token: tell them, as they would.
+            let notice = Notice::Principal(user.id).encode("cli");
+            if let Err(e) = store.publish(&notice).await {
+                eprintln!(
+                    "identityd: could not tell running servers ({e}); the old token works until their cache entries expire"
+                );
+            }
             server::print_credentials(&BootstrapCredentials {
                 username,
                 api_token: token,

@@ -72,11 +72,16 @@ async fn kill_listeners(db: &TestDb) {
 
 /// Waits until both replicas listen again.
 async fn both_listening(db: &TestDb) {
+    listening(db, 2).await;
+}
+
+/// Waits until `n` servers listen on `db`.
+async fn listening(db: &TestDb, n: usize) {
     let start = Instant::now();
-    while listeners(db).await.len() < 2 {
+    while listeners(db).await.len() < n {
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "listeners are back"
+            "listeners are up"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -287,4 +292,24 @@ async fn two_processes_agree() {
     refused_by_b(&mut identity_b, &token, WITHIN).await;
     b.stop();
     a.stop();
+}
+
+/// `identityd admin regenerate-token` works on the database directly, and tells the
+/// running servers as they would tell each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_command_tells_running_servers() {
+    let server = TestServer::start(Backend::Postgres).await;
+    let old = server
+        .user_with_role("reader", "reader", &["orders:read"])
+        .await;
+    listening(&server.db, 1).await;
+    assert_cached(&server, &old).await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_identityd"))
+        .args(["admin", "--database-url", &server.db.url])
+        .args(["regenerate-token", "--username", "reader"])
+        .output()
+        .expect("run identityd");
+    assert!(output.status.success(), "{output:?}");
+    refused_within(&server, &old, WITHIN).await;
+    server.stop().await;
 }
