@@ -149,8 +149,10 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     let documents =
         Arc::new(Documents::load(store.clone(), cache.clone(), clock.clone(), &files).await?);
     let usage = Arc::new(UsageRecorder::new());
-    // Before anything can invalidate, so no change goes unannounced.
+    // Before any request can change anything, so no change goes unannounced. Startup
+    // files may have replaced the documents already: the other replicas reload them.
     let replicas = replicas::connect(store.as_ref(), &cache);
+    cache.announce(replicas::Notice::Documents);
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),
         cache.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
@@ -32,6 +32,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const READY_QUEUE: usize = 64;
 /// Pause after a failed accept (e.g. out of file descriptors) instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most handshakes in progress at once. Beyond it, accepting waits (the kernel's backlog
+/// holds new connections), so idle sockets cannot pile up until file descriptors run out.
+const MAX_HANDSHAKES: usize = 256;
 
 /// TLS options of `identityd serve`. Without a certificate, gRPC is plaintext.
 #[derive(Debug, Clone, Default, Args)]
@@ -145,7 +148,12 @@ async fn accept(
     current: Arc<ArcSwap<ServerConfig>>,
     ready: mpsc::Sender<TlsStream<TcpStream>>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
+        // Never closed, so acquiring only waits.
+        let Ok(slot) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -158,7 +166,9 @@ async fn accept(
         let ready = ready.clone();
         // Its own task: a slow client must not hold up the others.
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(slot);
+            match handshake {
                 Ok(Ok(tls)) => {
                     // Fails only once the server has stopped taking connections.
                     let _ = ready.send(tls).await;

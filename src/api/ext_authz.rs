@@ -79,6 +79,8 @@ pub struct ExtAuthzApi {
     realm: String,
     /// Identity header names, in the order they are set.
     names: [String; 5],
+    /// Their common prefix: any other header with it is the client's invention.
+    prefix: String,
     remove_authorization: bool,
     verdicts: Verdicts,
 }
@@ -134,6 +136,7 @@ impl ExtAuthzApi {
             realm,
             names: ["id", "kind", "name", "scopes", "credential-id"]
                 .map(|n| format!("{prefix}{n}")),
+            prefix: prefix.to_ascii_lowercase(),
             remove_authorization: !config.ext_authz_keep_authorization,
             verdicts: Verdicts::default(),
         }
@@ -223,7 +226,7 @@ impl ExtAuthzApi {
     /// Sets every identity header, overwriting what the client sent. A header with no
     /// value (an unscoped credential has no scopes) is removed instead: Envoy applies
     /// removals after sets, so a name is never both set and removed.
-    fn allowed(&self, principal: &Principal) -> CheckResponse {
+    fn allowed(&self, principal: &Principal, request: &CheckRequest) -> CheckResponse {
         let kind = match principal.kind {
             PrincipalKind::User => "user",
             PrincipalKind::Integration => "integration",
@@ -247,6 +250,15 @@ impl ExtAuthzApi {
                 headers_to_remove.push(name.clone());
             } else {
                 headers.push(overwrite(name, value));
+            }
+        }
+        // A client's own header under the identity prefix (`x-identity-role`) must not
+        // reach the upstream looking like ours.
+        for name in request_header_names(request) {
+            let name = name.to_ascii_lowercase();
+            let ours = self.names.iter().any(|n| n.eq_ignore_ascii_case(&name));
+            if name.starts_with(&self.prefix) && !ours && !headers_to_remove.contains(&name) {
+                headers_to_remove.push(name);
             }
         }
         CheckResponse {
@@ -350,6 +362,24 @@ fn credential(http: &HttpRequest) -> Result<&str, AuthFailure> {
     Ok(value)
 }
 
+/// The names of the headers the client sent, from the map or the raw list.
+fn request_header_names(request: &CheckRequest) -> impl Iterator<Item = &str> {
+    let http = request
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref());
+    let in_map = http
+        .into_iter()
+        .flat_map(|h| h.headers.keys().map(String::as_str));
+    let in_list = http
+        .into_iter()
+        .flat_map(|h| &h.header_map)
+        .flat_map(|m| &m.headers)
+        .map(|h| h.key.as_str());
+    in_map.chain(in_list)
+}
+
 fn raw_value(header: &HeaderValue) -> Result<&str, AuthFailure> {
     let malformed = |detail| AuthFailure::Malformed {
         scheme: None,
@@ -380,7 +410,7 @@ impl Authorization for ExtAuthzApi {
         let response = match self.decide(request.get_ref()).await {
             Ok(principal) => {
                 self.verdicts.record(RPC, "ok");
-                self.allowed(&principal)
+                self.allowed(&principal, request.get_ref())
             }
             Err(denial) => {
                 self.verdicts.record(RPC, denial.reason);

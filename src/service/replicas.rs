@@ -98,20 +98,25 @@ impl Link {
     }
 }
 
-/// Sends announced notices to every replica. A notice that cannot be sent is logged:
-/// the other replicas then see the change when their entries expire
-/// (`--cache-ttl-secs`).
+/// Sends announced notices to every replica. A notice that cannot be sent (the
+/// database is unreachable) is retried as "drop everything", which also covers any
+/// other notice lost meanwhile, until it goes through.
 async fn send_notices(
     store: Arc<dyn Store>,
     mut outbox: mpsc::UnboundedReceiver<Notice>,
     id: &str,
 ) {
-    while let Some(notice) = outbox.recv().await {
-        if let Err(e) = store.publish(&notice.encode(id)).await {
-            tracing::warn!(error = %e, ?notice, "could not tell other replicas of a change");
+    while let Some(mut notice) = outbox.recv().await {
+        while let Err(e) = store.publish(&notice.encode(id)).await {
+            tracing::warn!(error = %e, ?notice, "could not tell other replicas of a change; retrying");
+            notice = Notice::All;
+            tokio::time::sleep(RETRY_DELAY).await;
         }
     }
 }
+
+/// How long to wait before sending a notice again.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Applies the other replicas' notices.
 async fn follow_notices(

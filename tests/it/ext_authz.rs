@@ -322,6 +322,7 @@ async fn spoofed_identity_headers_are_overwritten(backend: Backend) {
         .map(|name| (*name, "admin"))
         .chain([
             ("X-Identity-Kind", "integration"),
+            ("x-identity-role", "admin"),
             ("authorization", &token),
         ])
         .collect();
@@ -339,7 +340,8 @@ async fn spoofed_identity_headers_are_overwritten(backend: Backend) {
             ("x-identity-credential-id", expected.credential_id.as_str()),
         ])
     );
-    assert_eq!(ok.headers_to_remove, ["authorization"]);
+    // Under the prefix, headers identityd does not set are removed.
+    assert_eq!(ok.headers_to_remove, ["authorization", "x-identity-role"]);
     for name in IDENTITY_HEADERS {
         assert!(set.contains_key(name) || ok.headers_to_remove.iter().any(|r| r == name));
     }
