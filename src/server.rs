@@ -151,7 +151,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     let usage = Arc::new(UsageRecorder::new());
     // Before any request can change anything, so no change goes unannounced. Startup
     // files may have replaced the documents already: the other replicas reload them.
-    let replicas = replicas::connect(store.as_ref(), &cache);
+    let replicas = replicas::connect(store.as_ref(), &cache).await;
     cache.announce(replicas::Notice::Documents);
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),

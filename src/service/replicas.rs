@@ -69,9 +69,18 @@ pub struct Link {
     id: String,
 }
 
-/// Connects `cache` to the store's feed, if the store has one (PostgreSQL).
-pub fn connect(store: &dyn Store, cache: &CheckCache) -> Option<Link> {
-    let feed = store.change_feed()?;
+/// How long the first subscription may take before serving starts without it.
+const FIRST_SUBSCRIPTION: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects `cache` to the store's feed, if the store has one (PostgreSQL), and listens
+/// before returning, so the server serves nothing it has not been listening for. (If
+/// that takes too long, the feed's first event empties the cache when it comes.)
+pub async fn connect(store: &dyn Store, cache: &CheckCache) -> Option<Link> {
+    let mut feed = store.change_feed()?;
+    let first = tokio::time::timeout(FIRST_SUBSCRIPTION, feed.next()).await;
+    if !matches!(first, Ok(FeedEvent::Subscribed)) {
+        tracing::warn!("not listening for replica notices yet; serving anyway");
+    }
     let (tx, outbox) = mpsc::unbounded_channel();
     cache.set_outbox(tx);
     Some(Link {
