@@ -71,38 +71,28 @@ impl RunningBinary {
 
         let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
         let log = Arc::new(Mutex::new(String::new()));
-        let mut address = String::new();
-        let mut line = String::new();
-        while stderr.read_line(&mut line).expect("stderr line") > 0 {
-            log.lock().expect("log").push_str(&line);
-            if let Some(rest) = line.split("address=").nth(1) {
-                address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                break;
+        // The `address=` of the first log line containing `marker`, logging every line.
+        let mut address_after = |marker: &str| {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).expect("stderr line") > 0 {
+                log.lock().expect("log").push_str(&line);
+                if line.contains(marker)
+                    && let Some(rest) = line.split("address=").nth(1)
+                {
+                    return rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                }
+                line.clear();
             }
-            line.clear();
-        }
+            String::new()
+        };
+        let address = address_after("");
         assert!(!address.is_empty(), "serving address logged");
         // The operator port is logged right after gRPC.
-        let mut http_address = String::new();
-        line.clear();
-        while stderr.read_line(&mut line).expect("stderr line") > 0 {
-            log.lock().expect("log").push_str(&line);
-            if line.contains("serving operator HTTP")
-                && let Some(rest) = line.split("address=").nth(1)
-            {
-                http_address = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                break;
-            }
-            line.clear();
-        }
+        let http_address = address_after("serving operator HTTP");
         assert!(!http_address.is_empty(), "operator HTTP address logged");
         let sink = log.clone();
         let reader = std::thread::spawn(move || {

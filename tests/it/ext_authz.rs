@@ -224,15 +224,8 @@ fn denied(
 
 /// Identity.Authenticate of `authorization`: the principal the headers must name.
 async fn principal(server: &TestServer, authorization: &str) -> pb::Principal {
-    server
-        .identity()
+    authenticate(server, authorization)
         .await
-        .authenticate(pb::AuthenticateRequest {
-            authorization: authorization.into(),
-        })
-        .await
-        .expect("Authenticate")
-        .into_inner()
         .principal
         .expect("a valid credential")
 }
