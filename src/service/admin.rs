@@ -433,6 +433,27 @@ pub(super) fn check_username(username: &str) -> Result<(), ServiceError> {
     names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
 }
 
+/// Longest id identityd issues (UUIDs, client ids), with room to spare.
+const MAX_ISSUED_ID: usize = 64;
+
+/// An id identityd issued (app and token ids, client ids): short and URL-safe, so
+/// anything else is refused before any lookup.
+pub(super) fn check_issued_id(field: &'static str, id: &str) -> Result<(), ServiceError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ISSUED_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ServiceError::invalid(
+            field,
+            "is not an id identityd issued",
+        ))
+    }
+}
+
 /// Names of roles, integrations, apps and app tokens: short, lower-case, URL-safe.
 pub(super) fn check_name(field: &'static str, name: &str) -> Result<(), ServiceError> {
     names::validate_role_name(name).map_err(|r| ServiceError::invalid(field, r))

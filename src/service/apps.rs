@@ -3,7 +3,9 @@
 //! revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{AdminService, canonical_permissions, check_name, check_username};
+use super::admin::{
+    AdminService, canonical_permissions, check_issued_id, check_name, check_username,
+};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{AppPatch, AppRecord, AppTokenRecord, NewApp, NewAppToken};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,8 +13,6 @@ use secrecy::{ExposeSecret, SecretString};
 /// Most tokens one app may hold: enough for every environment and rotation overlap,
 /// few enough that a leaked admin credential cannot mint without bound.
 pub const MAX_APP_TOKENS: u32 = 100;
-/// Ids identityd issues are UUIDs; longer input is refused before any lookup.
-const MAX_ID: usize = 64;
 /// Characters of a token shown in listings, to recognise it.
 const SHOWN_CHARS: usize = 4;
 
@@ -51,7 +51,7 @@ impl AdminService {
 
     /// Reads an app.
     pub async fn get_app(&self, app_id: &str) -> Result<AppRecord, ServiceError> {
-        check_id("app_id", app_id)?;
+        check_issued_id("app_id", app_id)?;
         Ok(self.store.get_app(app_id).await?)
     }
 
@@ -62,7 +62,7 @@ impl AdminService {
 
     /// Changes an app; what it may no longer do is refused from the next check.
     pub async fn update_app(&self, req: UpdateApp) -> Result<AppRecord, ServiceError> {
-        check_id("app_id", &req.app_id)?;
+        check_issued_id("app_id", &req.app_id)?;
         if let Some(name) = &req.name {
             check_name("name", name)?;
         }
@@ -90,7 +90,7 @@ impl AdminService {
 
     /// Deletes an app and its tokens.
     pub async fn delete_app(&self, app_id: &str) -> Result<(), ServiceError> {
-        check_id("app_id", app_id)?;
+        check_issued_id("app_id", app_id)?;
         self.store.delete_app(app_id).await?;
         self.cache.invalidate_principal(app_id);
         Ok(())
@@ -102,7 +102,7 @@ impl AdminService {
         app_id: &str,
         name: String,
     ) -> Result<(AppTokenRecord, SecretString), ServiceError> {
-        check_id("app_id", app_id)?;
+        check_issued_id("app_id", app_id)?;
         check_name("name", &name)?;
         let token = SecretKind::AppToken.generate();
         let text = token.expose_secret();
@@ -123,7 +123,7 @@ impl AdminService {
 
     /// An app's tokens, without the tokens themselves.
     pub async fn list_app_tokens(&self, app_id: &str) -> Result<Vec<AppTokenRecord>, ServiceError> {
-        check_id("app_id", app_id)?;
+        check_issued_id("app_id", app_id)?;
         Ok(self.store.list_app_tokens(app_id).await?)
     }
 
@@ -133,8 +133,8 @@ impl AdminService {
         app_id: &str,
         token_id: &str,
     ) -> Result<AppTokenRecord, ServiceError> {
-        check_id("app_id", app_id)?;
-        check_id("token_id", token_id)?;
+        check_issued_id("app_id", app_id)?;
+        check_issued_id("token_id", token_id)?;
         let revoked = self.store.revoke_app_token(app_id, token_id).await?;
         self.cache
             .invalidate_credential(&app_token_credential_id(&revoked.id));
@@ -161,18 +161,4 @@ fn optional_username(username: &str) -> Result<Option<String>, ServiceError> {
     }
     check_username(username)?;
     Ok(Some(username.to_owned()))
-}
-
-fn check_id(field: &'static str, id: &str) -> Result<(), ServiceError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::invalid(
-            field,
-            "is not an id identityd issued",
-        ))
-    }
 }

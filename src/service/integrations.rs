@@ -3,13 +3,10 @@
 //! have revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{AdminService, canonical_permissions, check_name};
+use super::admin::{AdminService, canonical_permissions, check_issued_id, check_name};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{IntegrationRecord, NewIntegration, SigningKeyRecord};
 use secrecy::SecretString;
-
-/// Longest client id identityd issues, with room to spare; longer input is refused early.
-const MAX_CLIENT_ID: usize = 64;
 
 impl AdminService {
     /// Creates an integration; returns it with its secret, shown only now.
@@ -40,7 +37,7 @@ impl AdminService {
         &self,
         client_id: &str,
     ) -> Result<IntegrationRecord, ServiceError> {
-        check_client_id(client_id)?;
+        check_issued_id("client_id", client_id)?;
         Ok(self.store.get_integration(client_id).await?)
     }
 
@@ -54,7 +51,7 @@ impl AdminService {
         &self,
         client_id: &str,
     ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
-        check_client_id(client_id)?;
+        check_issued_id("client_id", client_id)?;
         let secret = SecretKind::ClientSecret.generate();
         let integration = self
             .store
@@ -71,7 +68,7 @@ impl AdminService {
         client_id: &str,
         active: bool,
     ) -> Result<IntegrationRecord, ServiceError> {
-        check_client_id(client_id)?;
+        check_issued_id("client_id", client_id)?;
         let integration = self
             .store
             .set_integration_active(client_id, active, self.clock.now())
@@ -87,7 +84,7 @@ impl AdminService {
         client_id: &str,
         permissions: &[String],
     ) -> Result<IntegrationRecord, ServiceError> {
-        check_client_id(client_id)?;
+        check_issued_id("client_id", client_id)?;
         let permissions = canonical_permissions(permissions)?;
         let integration = self
             .store
@@ -99,7 +96,7 @@ impl AdminService {
 
     /// Deletes an integration and every token issued to it.
     pub async fn delete_integration(&self, client_id: &str) -> Result<(), ServiceError> {
-        check_client_id(client_id)?;
+        check_issued_id("client_id", client_id)?;
         self.store
             .delete_integration(client_id, self.clock.now())
             .await?;
@@ -124,21 +121,5 @@ fn key_error(e: super::keys::KeyError) -> ServiceError {
     match e {
         super::keys::KeyError::Store(e) => e.into(),
         other => ServiceError::Internal(other.to_string()),
-    }
-}
-
-fn check_client_id(client_id: &str) -> Result<(), ServiceError> {
-    let ok = !client_id.is_empty()
-        && client_id.len() <= MAX_CLIENT_ID
-        && client_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::invalid(
-            "client_id",
-            "is not a client id identityd issued",
-        ))
     }
 }
