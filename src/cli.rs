@@ -81,7 +81,7 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
     match admin.task {
         AdminTask::Bootstrap { username } => {
             names::validate_username(&username).map_err(|r| format!("username {r}"))?;
-            match bootstrap::bootstrap_admin(store.as_ref(), &clock, &username).await? {
+            match bootstrap::bootstrap_admin(store.as_ref(), &clock, &username, None).await? {
                 Some(creds) => server::print_credentials(&creds),
                 None => println!("identityd: users already exist; nothing to bootstrap"),
             }

@@ -131,6 +131,22 @@ pub struct ServeConfig {
     /// Do not create the first admin on an empty database.
     #[arg(long, env = "IDENTITYD_NO_BOOTSTRAP")]
     pub no_bootstrap: bool,
+    /// The API token the first admin gets on an empty database, instead of a generated
+    /// one printed on standard output (which a container platform would keep in its
+    /// logs). `idt_api_` and 43 characters of A-Z a-z 0-9 - _, at least 256 random bits.
+    /// Prefer the environment variable: flags are visible to other users of the machine.
+    #[arg(
+        long,
+        env = "IDENTITYD_BOOTSTRAP_API_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "no_bootstrap"
+    )]
+    pub bootstrap_api_token: Option<SecretString>,
+    /// Do not apply migrations; refuse to start unless the database already has every
+    /// migration of this release (applied by `identityd migrate`, e.g. a deployment's
+    /// migration job). A database with newer migrations is served.
+    #[arg(long, env = "IDENTITYD_NO_MIGRATE")]
+    pub no_migrate: bool,
     /// Tokens: lifetimes, issuer and audience.
     #[command(flatten)]
     pub tokens: TokenConfig,
@@ -170,6 +186,8 @@ impl ServeConfig {
             cache_capacity: 100_000,
             cache_ttl_secs: 30,
             no_bootstrap: false,
+            bootstrap_api_token: None,
+            no_migrate: false,
             tokens: TokenConfig::default(),
             master_key: MasterKeyConfig::default(),
             argon2: Argon2Config::default(),

@@ -45,6 +45,10 @@ const HEALTH_SERVICES: [&str; 4] = [
     ext_authz::SERVICE_NAME,
 ];
 
+/// Reported SERVING for as long as the server answers, whatever storage does: for
+/// liveness probes, so that a database outage never restarts every replica.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -78,6 +82,15 @@ pub enum ServerError {
     /// The TLS options or certificate files are unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The bootstrap API token given has the wrong shape.
+    #[error("{0}")]
+    BootstrapToken(#[from] bootstrap::GivenTokenError),
+    /// Told not to migrate, and the database lacks migrations of this release.
+    #[error(
+        "the database lacks migrations of this release{0}; run `identityd migrate` first, \
+         or serve without --no-migrate"
+    )]
+    MigrationsPending(String),
 }
 
 /// How often sessions that ended are deleted.
@@ -111,6 +124,9 @@ pub struct Prepared {
 pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prepared, ServerError> {
     // First: a bad certificate fails the start before anything is created.
     let tls = crate::tls::Tls::load(&config.tls)?;
+    if let Some(token) = &config.bootstrap_api_token {
+        bootstrap::check_given_token(token)?;
+    }
     let master = master_key::resolve(&config.master_key, config.database.database_url.expose())?;
     let passwords = Passwords::new(config.argon2.cost(), config.argon2.concurrency())?;
     let store = store::open(
@@ -118,12 +134,22 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         &config.database.pool_settings(),
     )
     .await?;
-    store.migrate().await?;
+    if config.no_migrate {
+        require_migrations(store.as_ref()).await?;
+    } else {
+        store.migrate().await?;
+    }
     let bootstrap = if config.no_bootstrap {
         bootstrap::ensure_admin_role(store.as_ref(), clock.as_ref()).await?;
         None
     } else {
-        bootstrap::bootstrap_admin(store.as_ref(), clock.as_ref(), DEFAULT_ADMIN_USERNAME).await?
+        bootstrap::bootstrap_admin(
+            store.as_ref(),
+            clock.as_ref(),
+            DEFAULT_ADMIN_USERNAME,
+            config.bootstrap_api_token.as_ref(),
+        )
+        .await?
     };
     let cache = Arc::new(CheckCache::new(
         config.cache_capacity,
@@ -212,6 +238,18 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     })
 }
 
+/// Serving without migrating: every migration this build knows must be applied already.
+async fn require_migrations(store: &dyn Store) -> Result<(), ServerError> {
+    match store.migrations_applied().await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ServerError::MigrationsPending(String::new())),
+        // A database never migrated has no migration table at all.
+        Err(e) => Err(ServerError::MigrationsPending(format!(
+            " (its migration state is unreadable: {e})"
+        ))),
+    }
+}
+
 impl Prepared {
     /// The check cache, for observing hit rates.
     pub fn cache(&self) -> Arc<CheckCache> {
@@ -250,6 +288,9 @@ impl Prepared {
                 .set_service_status(service, ServingStatus::NotServing)
                 .await;
         }
+        health
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
         let mut background = vec![
             tokio::spawn(watch_storage(self.store.clone(), health)),
             tokio::spawn(reload_keys(self.keys.clone())),
@@ -373,8 +414,12 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let mut prepared = prepare(config, clock).await?;
     if let Some(creds) = prepared.bootstrap.take() {
-        tracing::info!(username = %creds.username, "created the first admin; its credentials are on standard output");
-        print_credentials(&creds);
+        if config.bootstrap_api_token.is_some() {
+            tracing::info!(username = %creds.username, "created the first admin with the API token given in IDENTITYD_BOOTSTRAP_API_TOKEN");
+        } else {
+            tracing::info!(username = %creds.username, "created the first admin; its credentials are on standard output");
+            print_credentials(&creds);
+        }
     }
     tracing::info!(address = %listener.local_addr()?, database = %config.database.database_url, "serving gRPC");
     if let Some(http) = &http {

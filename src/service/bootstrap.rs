@@ -5,7 +5,7 @@ use crate::domain::clock::Clock;
 use crate::domain::permissions::admin;
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{BuiltinRole, NewUser, Store, StoreResult};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use std::fmt;
 
 /// Name of the built-in role holding every admin permission.
@@ -44,13 +44,18 @@ pub async fn ensure_admin_role(store: &dyn Store, clock: &dyn Clock) -> StoreRes
 /// On a database with no users, creates a staff user `username` holding the `admin` role
 /// with API access on, and returns its credentials. Returns `None` (changing nothing) when
 /// any user exists, so this is safe to run at every start and from every replica.
+///
+/// The API token is `given` (already checked with [`check_given_token`]) or generated.
 pub async fn bootstrap_admin(
     store: &dyn Store,
     clock: &dyn Clock,
     username: &str,
+    given: Option<&SecretString>,
 ) -> StoreResult<Option<BootstrapCredentials>> {
     ensure_admin_role(store, clock).await?;
-    let token = SecretKind::ApiToken.generate();
+    let token = given
+        .cloned()
+        .unwrap_or_else(|| SecretKind::ApiToken.generate());
     let user = NewUser {
         username: username.to_owned(),
         email: None,
@@ -65,4 +70,23 @@ pub async fn bootstrap_admin(
         username: username.to_owned(),
         api_token: token,
     }))
+}
+
+/// Why a bootstrap token given in the configuration was refused; never holds the token.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "IDENTITYD_BOOTSTRAP_API_TOKEN must be `idt_api_` followed by 43 characters of A-Z, a-z, \
+     0-9, - and _ (256 random bits, e.g. `idt_api_` and the output of \
+     `openssl rand -base64 32 | tr '+/' '-_' | tr -d '='`)"
+)]
+pub struct GivenTokenError;
+
+/// A given bootstrap token must look exactly like a generated API token, so that the
+/// dispatcher routes it as one and secret scanners recognise it.
+pub fn check_given_token(token: &SecretString) -> Result<(), GivenTokenError> {
+    if SecretKind::ApiToken.matches_shape(token.expose_secret()) {
+        Ok(())
+    } else {
+        Err(GivenTokenError)
+    }
 }

@@ -100,7 +100,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn bad_configuration_is_refused_with_one_clear_line() {
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         (
             &["serve", "--database-url", "mysql://x/y"],
             &[],
@@ -129,12 +129,23 @@ fn bad_configuration_is_refused_with_one_clear_line() {
             &[],
             "access-token-ttl-secs",
         ),
+        (
+            &["serve", "--listen", "127.0.0.1:0"],
+            &[("IDENTITYD_BOOTSTRAP_API_TOKEN", "hunter2-hunter2")],
+            "IDENTITYD_BOOTSTRAP_API_TOKEN must be",
+        ),
+        (
+            &["serve", "--no-bootstrap"],
+            &[("IDENTITYD_BOOTSTRAP_API_TOKEN", "hunter2-hunter2")],
+            "--no-bootstrap",
+        ),
     ];
     for (args, env, needle) in cases {
         let out = identityd(args, env);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?} {env:?} was accepted");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "a secret was echoed: {stderr}");
         assert!(out.stdout.is_empty(), "nothing served or printed: {args:?}");
     }
     let unreachable = identityd(

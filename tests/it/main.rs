@@ -12,6 +12,7 @@ mod basic_auth;
 mod binary;
 mod cli;
 mod credential_dispatch;
+mod deployment;
 mod ext_authz;
 mod headers;
 mod jwt_attacks;

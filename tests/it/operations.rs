@@ -9,35 +9,18 @@ use identityd::server;
 use sqlx::Connection;
 use std::sync::Arc;
 use tonic::Code;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
 
 async fn health_reports_serving(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let channel = tonic::transport::Channel::from_shared(server.url())
-        .expect("url")
-        .connect()
-        .await
-        .expect("connect");
-    let mut health = HealthClient::new(channel);
-    for service in ["", "identity.v1.Identity", "identity.v1.Admin"] {
-        let mut status = ServingStatus::Unknown;
+    for service in ["", "identity.v1.Identity", "identity.v1.Admin", "liveness"] {
         // The storage watcher reports within moments of start.
-        for _ in 0..50 {
-            let resp = health
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .expect("health")
-                .into_inner();
-            status = resp.status();
-            if status == ServingStatus::Serving {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let status = await_health(
+            &server.url(),
+            service,
+            ServingStatus::Serving,
+            std::time::Duration::from_millis(2500),
+        )
+        .await;
         assert_eq!(status, ServingStatus::Serving, "{service:?}");
     }
     server.stop().await;
@@ -194,6 +177,13 @@ async fn postgres_outage_fails_closed() {
         status.message()
     );
     assert_verdict(&server.check(&warm, &["orders:read"]).await, 200, "ok");
+    // Readiness follows the database; liveness does not, so probes never restart
+    // replicas that are waiting for it.
+    let wait = std::time::Duration::from_secs(12);
+    let ready = await_health(&server.url(), "", ServingStatus::NotServing, wait).await;
+    assert_eq!(ready, ServingStatus::NotServing);
+    let alive = await_health(&server.url(), "liveness", ServingStatus::Serving, wait).await;
+    assert_eq!(alive, ServingStatus::Serving);
     assert_status(
         server
             .admin()

@@ -102,37 +102,12 @@ async fn liveness_and_routing(backend: Backend) {
     server.stop().await;
 }
 
-/// Connects to the server's database directly, as an operator would.
-async fn execute(server: &TestServer, backend: Backend, statement: &str) {
-    let statement = sqlx::AssertSqlSafe(statement.to_owned());
-    match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&server.db.url)
-                .await
-                .expect("open SQLite");
-            sqlx::query(statement).execute(&mut conn).await.map(drop)
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&server.db.url)
-                .await
-                .expect("connect PostgreSQL");
-            sqlx::query(statement).execute(&mut conn).await.map(drop)
-        }
-    }
-    .expect("statement");
-}
-
 async fn readiness_needs_every_migration(backend: Backend) {
     let server = TestServer::start(backend).await;
     let ready = get(server.http_addr, "/readyz").await;
     assert_eq!((ready.status, ready.body.trim()), (200, "ready"));
     // As if the database were older than this build.
-    execute(
-        &server,
-        backend,
-        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
-    )
-    .await;
+    server.db.execute(FORGET_LAST_MIGRATION).await;
     let pending = get(server.http_addr, "/readyz").await;
     assert_eq!(
         (pending.status, pending.body.trim()),

@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 /// The database backends every behaviour test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,29 @@ impl TestDb {
         }
     }
 }
+
+impl TestDb {
+    /// Runs one statement on the database directly, as an operator would.
+    pub async fn execute(&self, statement: &str) {
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if self.pg_name.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect PostgreSQL");
+            sqlx::query(statement).execute(&mut conn).await.map(drop)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("open SQLite");
+            sqlx::query(statement).execute(&mut conn).await.map(drop)
+        }
+        .expect("statement");
+    }
+}
+
+/// Makes the database look one migration older than this build.
+pub const FORGET_LAST_MIGRATION: &str =
+    "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)";
 
 impl Drop for TestDb {
     fn drop(&mut self) {
@@ -300,6 +325,37 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Polls `grpc.health.v1` at `url` for `service` until it reports `expected` or
+/// `within` has passed; returns the last status seen.
+pub async fn await_health(
+    url: &str,
+    service: &str,
+    expected: ServingStatus,
+    within: std::time::Duration,
+) -> ServingStatus {
+    let channel = Channel::from_shared(url.to_owned())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel);
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status();
+        if status == expected || tokio::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
