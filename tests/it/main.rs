@@ -15,6 +15,7 @@ mod credential_dispatch;
 mod deployment;
 mod ext_authz;
 mod headers;
+mod helm_chart;
 mod jwt_attacks;
 mod oauth;
 mod oauth_support;
