@@ -556,6 +556,7 @@ fn every_optional_part_renders_valid_objects() {
         minimal_values(),
         json!({"bootstrap": {"apiToken": ""}}),
     ));
+    generated.assert_valid();
     let token = generated.get("Secret", "identityd")["stringData"]["bootstrap-api-token"]
         .as_str()
         .expect("token")
@@ -689,6 +690,16 @@ fn mount_config_maps(
     }
 }
 
+/// A container's `args`: the image's entrypoint is the binary.
+fn command_args(container: &Value) -> Vec<&str> {
+    container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg"))
+        .collect()
+}
+
 fn run(args: &[&str], env: &BTreeMap<String, String>) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_identityd"))
         .args(args)
@@ -720,12 +731,7 @@ async fn the_rendered_release_runs_on_postgresql() {
     let mounts = tempfile::tempdir().expect("mount root");
     let mut server_env = pod_env(&r, server);
     mount_config_maps(&r, deployment, mounts.path(), &mut server_env);
-    let args: Vec<&str> = server["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| a.as_str().expect("arg"))
-        .collect();
+    let args = command_args(server);
     assert_eq!(args, ["serve"]);
 
     // Before the migration job: the server refuses the empty database.
@@ -735,13 +741,7 @@ async fn the_rendered_release_runs_on_postgresql() {
     assert!(stderr.contains("run `identityd migrate` first"), "{stderr}");
 
     let job = container(r.get("Job", "identityd-migrate"), "migrate");
-    let job_args: Vec<&str> = job["args"]
-        .as_array()
-        .expect("args")
-        .iter()
-        .map(|a| a.as_str().expect("arg"))
-        .collect();
-    let migrated = run(&job_args, &pod_env(&r, job));
+    let migrated = run(&command_args(job), &pod_env(&r, job));
     assert!(migrated.status.success(), "{migrated:?}");
 
     // The server container, as rendered, on loopback ports of its own.
