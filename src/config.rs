@@ -71,7 +71,8 @@ pub struct DatabaseConfig {
     #[arg(
         long,
         env = "IDENTITYD_DATABASE_URL",
-        default_value = "sqlite://identityd.db"
+        default_value = "sqlite://identityd.db",
+        value_parser = DatabaseUrlParser
     )]
     pub database_url: DatabaseUrl,
     /// Most database connections held open.
@@ -135,12 +136,7 @@ pub struct ServeConfig {
     /// one printed on standard output (which a container platform would keep in its
     /// logs). `idt_api_` and 43 characters of A-Z a-z 0-9 - _, at least 256 random bits.
     /// Prefer the environment variable: flags are visible to other users of the machine.
-    #[arg(
-        long,
-        env = "IDENTITYD_BOOTSTRAP_API_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "no_bootstrap"
-    )]
+    #[arg(long, env = "IDENTITYD_BOOTSTRAP_API_TOKEN", hide_env_values = true)]
     pub bootstrap_api_token: Option<SecretString>,
     /// Do not apply migrations; refuse to start unless the database already has every
     /// migration of this release (applied by `identityd migrate`, e.g. a deployment's
@@ -321,6 +317,35 @@ impl DatabaseUrl {
     /// The full URL, password included: only for connecting.
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
+    }
+}
+
+/// Parses `--database-url` without ever echoing it: clap's own refusals quote the value,
+/// and this one may hold a password.
+#[derive(Clone, Copy)]
+struct DatabaseUrlParser;
+
+impl clap::builder::TypedValueParser for DatabaseUrlParser {
+    type Value = DatabaseUrl;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DatabaseUrl, clap::Error> {
+        let parsed = match value.to_str() {
+            Some(text) => text.parse(),
+            None => Err("the database URL is not UTF-8".to_owned()),
+        };
+        parsed.map_err(|reason| {
+            let name = arg.map_or_else(|| "--database-url".to_owned(), ToString::to_string);
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid value for {name}: {reason}\n"),
+            )
+            .with_cmd(cmd)
+        })
     }
 }
 

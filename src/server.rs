@@ -85,6 +85,12 @@ pub enum ServerError {
     /// The bootstrap API token given has the wrong shape.
     #[error("{0}")]
     BootstrapToken(#[from] bootstrap::GivenTokenError),
+    /// A first-admin token given, and told never to create the first admin.
+    #[error(
+        "IDENTITYD_BOOTSTRAP_API_TOKEN is set, and so is --no-bootstrap \
+         (IDENTITYD_NO_BOOTSTRAP): set only one"
+    )]
+    BootstrapConflict,
     /// Told not to migrate, and the database lacks migrations of this release.
     #[error(
         "the database lacks migrations of this release{0}; run `identityd migrate` first, \
@@ -125,6 +131,9 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     // First: a bad certificate fails the start before anything is created.
     let tls = crate::tls::Tls::load(&config.tls)?;
     if let Some(token) = &config.bootstrap_api_token {
+        if config.no_bootstrap {
+            return Err(ServerError::BootstrapConflict);
+        }
         bootstrap::check_given_token(token)?;
     }
     let master = master_key::resolve(&config.master_key, config.database.database_url.expose())?;
@@ -243,10 +252,11 @@ async fn require_migrations(store: &dyn Store) -> Result<(), ServerError> {
     match store.migrations_applied().await {
         Ok(true) => Ok(()),
         Ok(false) => Err(ServerError::MigrationsPending(String::new())),
-        // A database never migrated has no migration table at all.
-        Err(e) => Err(ServerError::MigrationsPending(format!(
-            " (its migration state is unreadable: {e})"
-        ))),
+        // The database answers but has no migration record: it was never migrated.
+        Err(_) if store.ping().await.is_ok() => Err(ServerError::MigrationsPending(
+            " (it has never been migrated)".into(),
+        )),
+        Err(e) => Err(e.into()),
     }
 }
 

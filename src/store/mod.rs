@@ -53,7 +53,7 @@ pub enum StoreError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
     /// Migrations failed.
-    #[error("migration failed")]
+    #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 

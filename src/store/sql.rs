@@ -341,7 +341,11 @@ macro_rules! impl_sql_store {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn migrate(&self) -> StoreResult<()> {
-                $migrator.run(&self.pool).await?;
+                let mut migrator = $migrator;
+                // Migrations this build does not know are a newer release's, applied while
+                // this one still serves (a rolling upgrade, a rollback): they are not ours.
+                migrator.set_ignore_missing(true);
+                migrator.run(&self.pool).await?;
                 Ok(())
             }
 

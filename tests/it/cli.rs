@@ -100,7 +100,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn bad_configuration_is_refused_with_one_clear_line() {
-    let cases: [Case; 9] = [
+    let cases: [Case; 10] = [
         (
             &["serve", "--database-url", "mysql://x/y"],
             &[],
@@ -135,9 +135,18 @@ fn bad_configuration_is_refused_with_one_clear_line() {
             "IDENTITYD_BOOTSTRAP_API_TOKEN must be",
         ),
         (
-            &["serve", "--no-bootstrap"],
+            &["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"],
             &[("IDENTITYD_BOOTSTRAP_API_TOKEN", "hunter2-hunter2")],
-            "--no-bootstrap",
+            "set only one",
+        ),
+        // A URL clap refuses is not quoted back: it may hold a password.
+        (
+            &["migrate"],
+            &[(
+                "IDENTITYD_DATABASE_URL",
+                "postgres://identityd:hunter2@127.0.0.1:5432/x\n",
+            )],
+            "invalid value for --database-url <DATABASE_URL>: the database URL contains control characters",
         ),
     ];
     for (args, env, needle) in cases {
