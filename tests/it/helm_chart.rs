@@ -273,10 +273,33 @@ fn default_values_render_a_valid_release() {
     let headless = r.get("Service", "identityd-headless");
     assert_eq!(headless["spec"]["clusterIP"], "None");
     assert_eq!(service_port(headless, "grpc"), Some(grpc));
-    let selector = &service["spec"]["selector"];
-    for (k, v) in selector.as_object().expect("selector") {
-        assert_eq!(&deployment["spec"]["template"]["metadata"]["labels"][k], v);
+    // The Services and the PodDisruptionBudget select the server's pods, never the
+    // migration job's: a Job has no scale subresource, so a PDB over its pod would
+    // block every eviction while it exists.
+    let server_pods = &deployment["spec"]["template"]["metadata"]["labels"];
+    let job_pods = &r.get("Job", "identityd-migrate")["spec"]["template"]["metadata"]["labels"];
+    let pdb = r.get("PodDisruptionBudget", "identityd");
+    for selector in [
+        &service["spec"]["selector"],
+        &headless["spec"]["selector"],
+        &pdb["spec"]["selector"]["matchLabels"],
+        &deployment["spec"]["selector"]["matchLabels"],
+    ] {
+        let selector = selector.as_object().expect("selector");
+        assert!(
+            selector.iter().all(|(k, v)| &server_pods[k] == v),
+            "{selector:?}"
+        );
+        assert!(
+            !selector.iter().all(|(k, v)| &job_pods[k] == v),
+            "{selector:?}"
+        );
     }
+    // An Istio sidecar would keep the job's pod from ever completing.
+    assert_eq!(
+        r.get("Job", "identityd-migrate")["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"],
+        "false"
+    );
 
     // Secrets only in Secrets: no ConfigMap and no plain env value holds one.
     let secret = &r.get("Secret", "identityd")["stringData"];
@@ -376,7 +399,7 @@ fn everything_values() -> Value {
         },
         "serviceMonitor": {"enabled": true, "labels": {"release": "prometheus"}},
         "tls": {"enabled": true, "secretName": "identityd-tls", "clientCASecretName": "mesh-ca"},
-        "scopeCatalog": "read_orders orders:read\n",
+        "scopeCatalog": "  # indented, as the server allows\nread_orders orders:read\n",
         "routePolicy": "default deny\nGET /orders scope read_orders\n",
         "serviceAccount": {"create": false, "name": "identityd-workload"},
         "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
@@ -469,6 +492,10 @@ fn every_optional_part_renders_valid_objects() {
     }
     let documents = &r.get("ConfigMap", "identityd-documents")["data"];
     assert_eq!(
+        documents["scope_catalog.txt"],
+        "  # indented, as the server allows\nread_orders orders:read\n"
+    );
+    assert_eq!(
         documents["route_policy.txt"],
         "default deny\nGET /orders scope read_orders\n"
     );
@@ -483,6 +510,28 @@ fn every_optional_part_renders_valid_objects() {
         (json!(3), json!(12))
     );
 
+    // The job runs before the release's NetworkPolicy exists: it has a hook policy of its
+    // own, to DNS and the database, and the server's policy does not select it.
+    let job_policy = r.get("NetworkPolicy", "identityd-migrate");
+    assert_eq!(
+        job_policy["metadata"]["annotations"]["helm.sh/hook"],
+        "pre-install,pre-upgrade"
+    );
+    let job_pods = &r.get("Job", "identityd-migrate")["spec"]["template"]["metadata"]["labels"];
+    let selects = |policy: &Value| {
+        policy["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .expect("podSelector")
+            .iter()
+            .all(|(k, v)| &job_pods[k] == v)
+    };
+    assert!(selects(job_policy));
+    assert!(!selects(r.get("NetworkPolicy", "identityd")));
+    assert_eq!(job_policy["spec"]["egress"][1]["ports"][0]["port"], 6432);
+    assert!(
+        job_policy["spec"]["ingress"].is_null(),
+        "no ingress to the job"
+    );
     let policy = &r.get("NetworkPolicy", "identityd")["spec"];
     assert_eq!(policy["policyTypes"], json!(["Ingress", "Egress"]));
     assert_eq!(policy["ingress"][0]["ports"][0]["port"], 50051);
@@ -569,7 +618,7 @@ fn every_optional_part_renders_valid_objects() {
 
 #[test]
 fn bad_values_fail_before_anything_renders() {
-    let cases: [(Value, &str); 16] = [
+    let cases: [(Value, &str); 20] = [
         (json!({"replicaCount": -1}), "/replicaCount"),
         (json!({"replicaCount": "two"}), "/replicaCount"),
         (json!({"replicas": 3}), "replicas"),
@@ -610,6 +659,22 @@ fn bad_values_fail_before_anything_renders() {
             json!({"image": {"pullPolicy": "Sometimes"}}),
             "/image/pullPolicy",
         ),
+        (
+            json!({"podDisruptionBudget": {"maxUnavailable": 0}}),
+            "/podDisruptionBudget/maxUnavailable",
+        ),
+        (
+            json!({"podDisruptionBudget": {"maxUnavailable": "0%"}}),
+            "/podDisruptionBudget/maxUnavailable",
+        ),
+        (
+            json!({"preStopSleepSeconds": 30}),
+            "preStopSleepSeconds must be shorter",
+        ),
+        (
+            json!({"existingSecret": {"name": "mine"}}),
+            "bootstrap.apiToken is not used with existingSecret.name",
+        ),
     ];
     for (patch, needle) in cases {
         let r = render(&merged(minimal_values(), patch.clone()));
@@ -621,6 +686,23 @@ fn bad_values_fail_before_anything_renders() {
             "{error}"
         );
     }
+}
+
+/// Names with a suffix stay within Kubernetes' 63 characters, however long the base.
+#[test]
+fn long_names_stay_within_limits() {
+    let long = "i".repeat(63);
+    let r = render(&merged(
+        minimal_values(),
+        json!({"fullnameOverride": long, "scopeCatalog": "read_orders orders:read\n",
+               "networkPolicy": {"enabled": true}}),
+    ));
+    r.assert_valid();
+    for (_, object) in &r.objects {
+        let name = object["metadata"]["name"].as_str().expect("name");
+        assert!(name.len() <= 63, "{} {name}", object["kind"]);
+    }
+    assert_eq!(r.objects.len(), 12, "every suffixed object rendered");
 }
 
 /// A pod's environment as the kubelet builds it: the ConfigMaps of `envFrom`, then `env`,

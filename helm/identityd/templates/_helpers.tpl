@@ -16,16 +16,40 @@
 {{- end }}
 {{- end }}
 
-{{- define "identityd.selectorLabels" -}}
+{{/* Release and chart labels, without a component. */}}
+{{- define "identityd.instanceLabels" -}}
 app.kubernetes.io/name: {{ include "identityd.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{- define "identityd.labels" -}}
+{{- define "identityd.commonLabels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
-{{ include "identityd.selectorLabels" . }}
+{{ include "identityd.instanceLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The server's pods. The component keeps the migration job's pods out of the
+     Services, the PodDisruptionBudget and the NetworkPolicy. */}}
+{{- define "identityd.selectorLabels" -}}
+{{ include "identityd.instanceLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "identityd.labels" -}}
+{{ include "identityd.commonLabels" . }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{- define "identityd.migrationLabels" -}}
+{{ include "identityd.commonLabels" . }}
+app.kubernetes.io/component: migrations
+{{- end }}
+
+{{/* The full name with a suffix, within the 63 characters of a name or label value. */}}
+{{- define "identityd.suffixed" -}}
+{{- $suffix := printf "-%s" (index . 1) }}
+{{- printf "%s%s" (include "identityd.fullname" (index . 0) | trunc (int (sub 63 (len $suffix))) | trimSuffix "-") $suffix }}
 {{- end }}
 
 {{- define "identityd.image" -}}
@@ -56,6 +80,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not .Values.masterKey }}
 {{- fail "masterKey is required (`openssl rand -base64 32`; every replica shares it), or name your own Secret in existingSecret.name" }}
 {{- end }}
+{{- end }}
+{{- if and .Values.existingSecret.name .Values.bootstrap.apiToken }}
+{{- fail "bootstrap.apiToken is not used with existingSecret.name: put the token in that Secret, under existingSecret.keys.bootstrapApiToken" }}
+{{- end }}
+{{- if ge (int .Values.preStopSleepSeconds) (int .Values.terminationGracePeriodSeconds) }}
+{{- fail "preStopSleepSeconds must be shorter than terminationGracePeriodSeconds, which also covers draining" }}
 {{- end }}
 {{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
 {{- fail "tls.enabled needs tls.secretName, a kubernetes.io/tls Secret" }}
@@ -106,4 +136,17 @@ securityContext:
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- end }}
+
+{{/* Egress to DNS and the database: all the server and the migration job need. */}}
+{{- define "identityd.databaseEgress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+- ports:
+    - {port: {{ .Values.networkPolicy.database.port | int64 }}, protocol: TCP}
+  {{- with .Values.networkPolicy.database.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
