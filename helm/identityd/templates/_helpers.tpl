@@ -46,6 +46,12 @@ app.kubernetes.io/component: server
 app.kubernetes.io/component: migrations
 {{- end }}
 
+{{/* The migration job's pods. */}}
+{{- define "identityd.migrationSelectorLabels" -}}
+{{ include "identityd.instanceLabels" . }}
+app.kubernetes.io/component: migrations
+{{- end }}
+
 {{/* The full name with a suffix, within the 63 characters of a name or label value. */}}
 {{- define "identityd.suffixed" -}}
 {{- $suffix := printf "-%s" (index . 1) }}
@@ -71,8 +77,8 @@ app.kubernetes.io/component: migrations
 {{- default (include "identityd.fullname" .) .Values.existingSecret.name }}
 {{- end }}
 
-{{/* What the chart's own Secret needs, checked where every template can fail early. */}}
-{{- define "identityd.checkSecrets" -}}
+{{/* Rules across values that the schema cannot state; a failure stops the render. */}}
+{{- define "identityd.checkValues" -}}
 {{- if not .Values.existingSecret.name }}
 {{- if not .Values.database.url }}
 {{- fail "database.url is required (postgres://USER:PASSWORD@HOST:5432/DB), or name your own Secret in existingSecret.name" }}
