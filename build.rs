@@ -45,6 +45,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(PROTOS, ["proto"])?;
     tonic_prost_build::configure()
         .skip_debug(SECRET_BEARING.iter().copied())
+        .codec_path(CODEC)
         .compile_fds(fds)?;
+    ext_authz_server();
     Ok(())
+}
+
+/// The codec of every generated service: undecodable requests are INVALID_ARGUMENT.
+const CODEC: &str = "crate::api::codec::StrictCodec";
+
+/// Envoy's `Authorization` service over envoy-types' messages, but with our codec:
+/// envoy-types' own server answers an undecodable check with INTERNAL, which Envoy
+/// treats as an error of ours.
+fn ext_authz_server() {
+    use tonic_prost_build::manual::{Builder, Method, Service};
+    let messages = "::envoy_types::pb::envoy::service::auth::v3";
+    let check = Method::builder()
+        .name("check")
+        .route_name("Check")
+        .input_type(format!("{messages}::CheckRequest"))
+        .output_type(format!("{messages}::CheckResponse"))
+        .codec_path(CODEC)
+        .build();
+    let service = Service::builder()
+        .name("Authorization")
+        .package("envoy.service.auth.v3")
+        .method(check)
+        .build();
+    Builder::new().build_client(false).compile(&[service]);
 }

@@ -1,6 +1,7 @@
 //! Command-line dispatch: serve, migrate, admin tasks, load generation.
 
 use crate::config::{AdminCommand, AdminTask, Command, DatabaseConfig, LogFormat, ServeConfig};
+use crate::domain::audit::{Actor, Origin};
 use crate::domain::clock::{Clock, SystemClock};
 use crate::domain::names;
 use crate::server;
@@ -80,18 +81,36 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
     let clock = SystemClock;
     match admin.task {
         AdminTask::Bootstrap { username } => {
-            names::validate_username(&username).map_err(|r| format!("username {r}"))?;
-            match bootstrap::bootstrap_admin(store.as_ref(), &clock, &username, None).await? {
+            let username =
+                names::normalize_username(&username).map_err(|r| format!("username {r}"))?;
+            let origin = Origin {
+                actor: Actor::cli(),
+                ..Origin::default()
+            };
+            match bootstrap::bootstrap_admin(store.as_ref(), &clock, &origin, &username, None)
+                .await?
+            {
                 Some(creds) => server::print_credentials(&creds),
                 None => println!("identityd: users already exist; nothing to bootstrap"),
             }
         }
         AdminTask::RegenerateToken { username } => {
-            names::validate_username(&username).map_err(|r| format!("username {r}"))?;
+            let username =
+                names::normalize_username(&username).map_err(|r| format!("username {r}"))?;
             let token = SecretKind::ApiToken.generate();
+            let origin = Origin {
+                actor: Actor::cli(),
+                ..Origin::default()
+            };
+            let event = origin.event(
+                clock.now(),
+                "user.api_token_regenerate",
+                format!("user:{username}"),
+            );
             let user = store
-                .replace_api_token(&username, &SecretDigest::of(&token), clock.now())
+                .replace_api_token(&username, &SecretDigest::of(&token), &event)
                 .await?;
+            crate::service::audit::log(&event);
             // The running replicas still cache the old token: tell them, as they would.
             let notice = Notice::Principal(user.id).encode("cli");
             if let Err(e) = store.publish(&notice).await {

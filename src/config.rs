@@ -163,6 +163,13 @@ pub struct ServeConfig {
     /// Envoy ext_authz: identity headers and the credential header.
     #[command(flatten)]
     pub ext_authz: crate::api::ext_authz::ExtAuthzConfig,
+    /// Guessing limits on passwords, client secrets and API tokens.
+    #[command(flatten)]
+    pub limits: LimitConfig,
+    /// Days audit events are kept before they are purged; 0 keeps them forever.
+    #[arg(long, env = "IDENTITYD_AUDIT_RETENTION_DAYS", default_value_t = 365,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
     /// TLS for gRPC; plaintext without a certificate.
     #[command(flatten)]
     pub tls: crate::tls::TlsConfig,
@@ -190,6 +197,8 @@ impl ServeConfig {
             scope_catalog: None,
             route_policy: None,
             ext_authz: crate::api::ext_authz::ExtAuthzConfig::default(),
+            limits: LimitConfig::default(),
+            audit_retention_days: 365,
             tls: crate::tls::TlsConfig::default(),
             log_format: LogFormat::Text,
         })
@@ -222,6 +231,81 @@ impl Default for TokenConfig {
             refresh_token_ttl_secs: 30 * 86_400,
             issuer: "identityd".into(),
             audience: "identityd".into(),
+        }
+    }
+}
+
+/// Guessing limits: after `failures` wrong guesses within a window, attempts are refused
+/// unchecked for a block that grows with each trip (from the first delay, doubling, up to
+/// the longest) and lasts at least to the end of the window. Two counters: per account
+/// (every source) and per account and client address. The defaults allow at most 100
+/// failures per account in any hour (OWASP ASVS 2.2.1).
+#[derive(Debug, Clone, Args)]
+pub struct LimitConfig {
+    /// Failures per account (or client id, or Basic username) in one window.
+    #[arg(long, env = "IDENTITYD_LIMIT_ACCOUNT_FAILURES", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit_account_failures: u32,
+    /// Seconds of the per-account window.
+    #[arg(long, env = "IDENTITYD_LIMIT_ACCOUNT_WINDOW_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(1..=604_800))]
+    pub limit_account_window_secs: i64,
+    /// Failures per account and client address in one window.
+    #[arg(long, env = "IDENTITYD_LIMIT_SOURCE_FAILURES", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub limit_source_failures: u32,
+    /// Seconds of the per-address window.
+    #[arg(long, env = "IDENTITYD_LIMIT_SOURCE_WINDOW_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(i64).range(1..=604_800))]
+    pub limit_source_window_secs: i64,
+    /// Seconds of the first block; each further trip doubles it.
+    #[arg(long, env = "IDENTITYD_LIMIT_FIRST_DELAY_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(i64).range(1..=604_800))]
+    pub limit_first_delay_secs: i64,
+    /// Longest block, in seconds.
+    #[arg(long, env = "IDENTITYD_LIMIT_MAX_DELAY_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(1..=604_800))]
+    pub limit_max_delay_secs: i64,
+}
+
+impl Default for LimitConfig {
+    fn default() -> Self {
+        Self {
+            limit_account_failures: 50,
+            limit_account_window_secs: 3600,
+            limit_source_failures: 10,
+            limit_source_window_secs: 900,
+            limit_first_delay_secs: 60,
+            limit_max_delay_secs: 3600,
+        }
+    }
+}
+
+impl LimitConfig {
+    /// Refuses settings that contradict each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.limit_max_delay_secs < self.limit_first_delay_secs {
+            return Err(
+                "--limit-max-delay-secs (IDENTITYD_LIMIT_MAX_DELAY_SECS) must be at least \
+                 --limit-first-delay-secs (IDENTITYD_LIMIT_FIRST_DELAY_SECS)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The rules of the two counters.
+    pub fn settings(&self) -> crate::service::limits::LimitSettings {
+        use crate::domain::guessing::Rules;
+        let rules = |failures, window| Rules {
+            failures,
+            window,
+            first_delay: self.limit_first_delay_secs,
+            max_delay: self.limit_max_delay_secs,
+        };
+        crate::service::limits::LimitSettings {
+            account: rules(self.limit_account_failures, self.limit_account_window_secs),
+            source: rules(self.limit_source_failures, self.limit_source_window_secs),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and graceful shutdown.
 
 use crate::api::admin::AdminApi;
+use crate::api::ext_authz::server::authorization_server::AuthorizationServer;
 use crate::api::ext_authz::{self, ExtAuthzApi};
 use crate::api::identity::IdentityApi;
 use crate::api::pb::{self, admin_server::AdminServer, identity_server::IdentityServer};
@@ -17,6 +18,7 @@ use crate::service::cache::CheckCache;
 use crate::service::checks::Checker;
 use crate::service::documents::{DocumentFiles, DocumentLoadError, Documents, reload_documents};
 use crate::service::keys::{KeyError, KeyRing, RELOAD_INTERVAL};
+use crate::service::limits::GuessLimits;
 use crate::service::passwords::{PasswordError, Passwords};
 use crate::service::replicas;
 use crate::service::tokens::{TokenSettings, Tokens};
@@ -24,7 +26,6 @@ use crate::service::usage::{UsageRecorder, record_usage};
 use crate::store::{self, Store, StoreError};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use secrecy::ExposeSecret;
 use std::future::Future;
 use std::sync::Arc;
@@ -91,6 +92,9 @@ pub enum ServerError {
          (IDENTITYD_NO_BOOTSTRAP): set only one"
     )]
     BootstrapConflict,
+    /// The guessing-limit settings contradict each other.
+    #[error("{0}")]
+    Limits(String),
     /// Told not to migrate, and the database lacks migrations of this release.
     #[error(
         "the database lacks migrations of this release{0}; run `identityd migrate` first, \
@@ -116,9 +120,12 @@ pub struct Prepared {
     documents: Arc<Documents>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
+    limits: Arc<GuessLimits>,
     ops: Ops,
     usage: Arc<UsageRecorder>,
     replicas: Option<replicas::Link>,
+    /// Days audit events are kept; 0 for ever.
+    audit_retention: u32,
     realm: String,
     ext_authz: ExtAuthzApi,
     tls: Option<crate::tls::Tls>,
@@ -130,6 +137,7 @@ pub struct Prepared {
 pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prepared, ServerError> {
     // First: a bad certificate fails the start before anything is created.
     let tls = crate::tls::Tls::load(&config.tls)?;
+    config.limits.validate().map_err(ServerError::Limits)?;
     if let Some(token) = &config.bootstrap_api_token {
         if config.no_bootstrap {
             return Err(ServerError::BootstrapConflict);
@@ -155,6 +163,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         bootstrap::bootstrap_admin(
             store.as_ref(),
             clock.as_ref(),
+            &crate::domain::audit::Origin::system(),
             DEFAULT_ADMIN_USERNAME,
             config.bootstrap_api_token.as_ref(),
         )
@@ -188,9 +197,16 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
     // files may have replaced the documents already: the other replicas reload them.
     let replicas = replicas::connect(store.as_ref(), &cache).await;
     cache.announce(replicas::Notice::Documents);
+    let limits = Arc::new(GuessLimits::new(
+        store.clone(),
+        clock.clone(),
+        cache.clone(),
+        config.limits.settings(),
+    ));
     let authenticator = Arc::new(Authenticator::new(
         store.clone(),
         cache.clone(),
+        limits.clone(),
         keys.clone(),
         policy.clone(),
         clock.clone(),
@@ -205,15 +221,18 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         authenticator.clone(),
         passwords.clone(),
         keys.clone(),
+        limits.clone(),
     ));
     let ops = Ops::new(
         store.clone(),
         cache.clone(),
         passwords.clone(),
         keys.clone(),
+        limits.clone(),
     )?;
     let tokens = Arc::new(Tokens::new(
         store.clone(),
+        limits.clone(),
         keys.clone(),
         passwords,
         cache.clone(),
@@ -237,9 +256,11 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         documents,
         admin,
         tokens,
+        limits,
         ops,
         usage,
         replicas,
+        audit_retention: config.audit_retention_days,
         realm: config.realm.clone(),
         ext_authz,
         tls,
@@ -305,15 +326,21 @@ impl Prepared {
             tokio::spawn(watch_storage(self.store.clone(), health)),
             tokio::spawn(reload_keys(self.keys.clone())),
             tokio::spawn(purge_sessions(self.store.clone(), self.clock.clone())),
+            tokio::spawn(purge_audit_and_limits(
+                self.store.clone(),
+                self.clock.clone(),
+                self.audit_retention,
+            )),
             tokio::spawn(reload_documents(self.documents.clone())),
             tokio::spawn(record_usage(self.usage.clone(), self.store.clone())),
         ];
         if let Some(link) = self.replicas {
-            background.push(tokio::spawn(link.run(
-                self.store.clone(),
-                self.cache.clone(),
-                self.documents.clone(),
-            )));
+            let followers = replicas::Followers {
+                cache: self.cache.clone(),
+                documents: self.documents.clone(),
+                limits: self.limits.clone(),
+            };
+            background.push(tokio::spawn(link.run(self.store.clone(), followers)));
         }
 
         let identity = IdentityApi::new(
@@ -408,6 +435,30 @@ async fn purge_sessions(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(sessions = n, "purged ended sessions"),
             Err(e) => tracing::warn!(error = %e, "could not purge ended sessions"),
+        }
+        tokio::time::sleep(PURGE_INTERVAL).await;
+    }
+}
+
+/// How long a guessing-limit counter that no longer blocks is kept after its last
+/// change: long past any window, so purging never forgets a failure that still counts.
+const LIMITS_KEPT_SECS: i64 = 7 * 86_400;
+
+/// Deletes audit events past their retention (`retention_days`, 0 for never) and
+/// guessing-limit counters long quiet, once per purge interval.
+async fn purge_audit_and_limits(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention_days: u32) {
+    loop {
+        let now = clock.now();
+        if retention_days > 0 {
+            let before = now - i64::from(retention_days) * 86_400;
+            match store.purge_audit_events(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, retention_days, "purged old audit events"),
+                Err(e) => tracing::warn!(error = %e, "could not purge old audit events"),
+            }
+        }
+        if let Err(e) = store.purge_limits(now - LIMITS_KEPT_SECS, now).await {
+            tracing::warn!(error = %e, "could not purge quiet guessing-limit counters");
         }
         tokio::time::sleep(PURGE_INTERVAL).await;
     }

@@ -2,15 +2,18 @@
 //! scope catalog and route policy, and apps with their tokens. Every RPC authenticates the caller from its
 //! `authorization` metadata and requires one permission before doing anything.
 
-use super::metadata::authorization;
+use super::metadata::{authorization, origin};
 use super::pb::{self, admin_server};
+use crate::domain::audit::{Actor, Origin};
 use crate::domain::permissions::admin::{
-    APPS_READ, APPS_WRITE, INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ, KEYS_WRITE,
-    POLICY_READ, POLICY_WRITE, ROLES_READ, ROLES_WRITE, USERS_READ, USERS_WRITE,
+    APPS_READ, APPS_WRITE, AUDIT_READ, INTEGRATIONS_READ, INTEGRATIONS_WRITE, KEYS_READ,
+    KEYS_WRITE, LIMITS_READ, LIMITS_WRITE, POLICY_READ, POLICY_WRITE, ROLES_READ, ROLES_WRITE,
+    USERS_READ, USERS_WRITE,
 };
 use crate::domain::principal::Authenticated;
 use crate::service::admin::{ActAs, AdminService, CreateUser, UpdateUser};
 use crate::service::apps::UpdateApp;
+use crate::service::audit::AuditQuery;
 use crate::service::documents::Documents;
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::Arc;
@@ -28,43 +31,45 @@ impl AdminApi {
         Self { service, documents }
     }
 
-    /// Authenticates the caller and requires `permission`.
+    /// Authenticates the caller and requires `permission`; returns the caller and the
+    /// origin its changes are recorded with. The caller is the client here, so its
+    /// address counts for guessing limits.
     async fn guard<T>(
         &self,
         request: &Request<T>,
         permission: &str,
-    ) -> Result<Arc<Authenticated>, Status> {
-        Ok(self
+    ) -> Result<(Arc<Authenticated>, Origin), Status> {
+        let origin = origin(request, "", true)?;
+        let caller = self
             .service
-            .authorize(authorization(request)?, permission)
-            .await?)
+            .authorize(authorization(request)?, &origin, permission)
+            .await?;
+        let origin = origin.acting(Actor::of(&caller.principal));
+        Ok((caller, origin))
     }
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// Records who changed what; never a secret.
-fn audit(caller: &Authenticated, action: &'static str, target: &str) {
-    tracing::info!(by = %caller.principal.id, action, target, "admin change");
-}
-
 #[tonic::async_trait]
 impl admin_server::Admin for AdminApi {
     #[tracing::instrument(skip_all)]
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Reply<pb::User> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (_, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.into_inner();
         let user = self
             .service
-            .create_user(CreateUser {
-                username: r.username,
-                email: r.email,
-                is_staff: r.is_staff,
-                is_customer: r.is_customer,
-                roles: r.roles,
-            })
+            .create_user(
+                &origin,
+                CreateUser {
+                    username: r.username,
+                    email: r.email,
+                    is_staff: r.is_staff,
+                    is_customer: r.is_customer,
+                    roles: r.roles,
+                },
+            )
             .await?;
-        audit(&caller, "create_user", &user.id);
         Ok(Response::new(user.into()))
     }
 
@@ -91,19 +96,21 @@ impl admin_server::Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::User> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (_, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.into_inner();
         let user = self
             .service
-            .update_user(UpdateUser {
-                username: r.username,
-                email: r.email,
-                is_staff: r.is_staff,
-                is_customer: r.is_customer,
-                active: r.active,
-            })
+            .update_user(
+                &origin,
+                UpdateUser {
+                    username: r.username,
+                    email: r.email,
+                    is_staff: r.is_staff,
+                    is_customer: r.is_customer,
+                    active: r.active,
+                },
+            )
             .await?;
-        audit(&caller, "update_user", &user.id);
         Ok(Response::new(user.into()))
     }
 
@@ -112,10 +119,9 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Reply<pb::DeleteUserResponse> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (_, origin) = self.guard(&request, USERS_WRITE).await?;
         let username = &request.get_ref().username;
-        self.service.delete_user(username).await?;
-        audit(&caller, "delete_user", username);
+        self.service.delete_user(&origin, username).await?;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -124,23 +130,17 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::SetApiAccessRequest>,
     ) -> Reply<pb::SetApiAccessResponse> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
         if r.enabled {
             self.service
                 .require_may_act_as(&caller, ActAs::User(&r.username))
                 .await?;
         }
-        let (user, token) = self.service.set_api_access(&r.username, r.enabled).await?;
-        audit(
-            &caller,
-            if r.enabled {
-                "api_access_on"
-            } else {
-                "api_access_off"
-            },
-            &user.id,
-        );
+        let (user, token) = self
+            .service
+            .set_api_access(&origin, &r.username, r.enabled)
+            .await?;
         Ok(Response::new(pb::SetApiAccessResponse {
             user: Some(user.into()),
             api_token: token
@@ -151,40 +151,37 @@ impl admin_server::Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn assign_role(&self, request: Request<pb::AssignRoleRequest>) -> Reply<pb::User> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
         let role = self.service.get_role(&r.role).await?;
         AdminService::require_grantable(&caller, &role.permissions)?;
         let user = self
             .service
-            .set_user_role(&r.username, &r.role, true)
+            .set_user_role(&origin, &r.username, &r.role, true)
             .await?;
-        audit(&caller, "assign_role", &user.id);
         Ok(Response::new(user.into()))
     }
 
     #[tracing::instrument(skip_all)]
     async fn unassign_role(&self, request: Request<pb::UnassignRoleRequest>) -> Reply<pb::User> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (_, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.get_ref();
         let user = self
             .service
-            .set_user_role(&r.username, &r.role, false)
+            .set_user_role(&origin, &r.username, &r.role, false)
             .await?;
-        audit(&caller, "unassign_role", &user.id);
         Ok(Response::new(user.into()))
     }
 
     #[tracing::instrument(skip_all)]
     async fn create_role(&self, request: Request<pb::CreateRoleRequest>) -> Reply<pb::Role> {
-        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let (caller, origin) = self.guard(&request, ROLES_WRITE).await?;
         let r = request.into_inner();
         AdminService::require_grantable(&caller, &r.permissions)?;
         let role = self
             .service
-            .create_role(r.name, r.description, &r.permissions)
+            .create_role(&origin, r.name, r.description, &r.permissions)
             .await?;
-        audit(&caller, "create_role", &role.name);
         Ok(Response::new(role.into()))
     }
 
@@ -212,14 +209,13 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::SetRolePermissionsRequest>,
     ) -> Reply<pb::Role> {
-        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let (caller, origin) = self.guard(&request, ROLES_WRITE).await?;
         let r = request.get_ref();
         AdminService::require_grantable(&caller, &r.permissions)?;
         let role = self
             .service
-            .set_role_permissions(&r.name, &r.permissions)
+            .set_role_permissions(&origin, &r.name, &r.permissions)
             .await?;
-        audit(&caller, "set_role_permissions", &role.name);
         Ok(Response::new(role.into()))
     }
 
@@ -228,10 +224,9 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::DeleteRoleRequest>,
     ) -> Reply<pb::DeleteRoleResponse> {
-        let caller = self.guard(&request, ROLES_WRITE).await?;
+        let (_, origin) = self.guard(&request, ROLES_WRITE).await?;
         let name = &request.get_ref().name;
-        self.service.delete_role(name).await?;
-        audit(&caller, "delete_role", name);
+        self.service.delete_role(&origin, name).await?;
         Ok(Response::new(pb::DeleteRoleResponse {}))
     }
 
@@ -240,16 +235,15 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::SetUserPasswordRequest>,
     ) -> Reply<pb::SetUserPasswordResponse> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, USERS_WRITE).await?;
         let r = request.into_inner();
         self.service
             .require_may_act_as(&caller, ActAs::User(&r.username))
             .await?;
         let user = self
             .service
-            .set_user_password(&r.username, SecretString::from(r.password))
+            .set_user_password(&origin, &r.username, SecretString::from(r.password))
             .await?;
-        audit(&caller, "set_password", &user.id);
         Ok(Response::new(pb::SetUserPasswordResponse {
             user: Some(user.into()),
         }))
@@ -260,14 +254,13 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::CreateIntegrationRequest>,
     ) -> Reply<pb::CreateIntegrationResponse> {
-        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let r = request.into_inner();
         AdminService::require_grantable(&caller, &r.permissions)?;
         let (integration, secret) = self
             .service
-            .create_integration(r.name, &r.permissions)
+            .create_integration(&origin, r.name, &r.permissions)
             .await?;
-        audit(&caller, "create_integration", &integration.id);
         Ok(Response::new(pb::CreateIntegrationResponse {
             integration: Some(integration.into()),
             client_secret: secret.expose_secret().to_owned(),
@@ -304,13 +297,15 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::RotateIntegrationSecretRequest>,
     ) -> Reply<pb::RotateIntegrationSecretResponse> {
-        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let client_id = &request.get_ref().client_id;
         self.service
             .require_may_act_as(&caller, ActAs::Integration(client_id))
             .await?;
-        let (integration, secret) = self.service.rotate_integration_secret(client_id).await?;
-        audit(&caller, "rotate_integration_secret", &integration.id);
+        let (integration, secret) = self
+            .service
+            .rotate_integration_secret(&origin, client_id)
+            .await?;
         Ok(Response::new(pb::RotateIntegrationSecretResponse {
             integration: Some(integration.into()),
             client_secret: secret.expose_secret().to_owned(),
@@ -322,18 +317,12 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::SetIntegrationActiveRequest>,
     ) -> Reply<pb::Integration> {
-        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (_, origin) = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let r = request.get_ref();
         let integration = self
             .service
-            .set_integration_active(&r.client_id, r.active)
+            .set_integration_active(&origin, &r.client_id, r.active)
             .await?;
-        let action = if r.active {
-            "enable_integration"
-        } else {
-            "disable_integration"
-        };
-        audit(&caller, action, &integration.id);
         Ok(Response::new(integration.into()))
     }
 
@@ -342,14 +331,13 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::SetIntegrationPermissionsRequest>,
     ) -> Reply<pb::Integration> {
-        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let r = request.get_ref();
         AdminService::require_grantable(&caller, &r.permissions)?;
         let integration = self
             .service
-            .set_integration_permissions(&r.client_id, &r.permissions)
+            .set_integration_permissions(&origin, &r.client_id, &r.permissions)
             .await?;
-        audit(&caller, "set_integration_permissions", &integration.id);
         Ok(Response::new(integration.into()))
     }
 
@@ -358,10 +346,9 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::DeleteIntegrationRequest>,
     ) -> Reply<pb::DeleteIntegrationResponse> {
-        let caller = self.guard(&request, INTEGRATIONS_WRITE).await?;
+        let (_, origin) = self.guard(&request, INTEGRATIONS_WRITE).await?;
         let client_id = &request.get_ref().client_id;
-        self.service.delete_integration(client_id).await?;
-        audit(&caller, "delete_integration", client_id);
+        self.service.delete_integration(&origin, client_id).await?;
         Ok(Response::new(pb::DeleteIntegrationResponse {}))
     }
 
@@ -382,9 +369,8 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::RotateSigningKeyRequest>,
     ) -> Reply<pb::SigningKey> {
-        let caller = self.guard(&request, KEYS_WRITE).await?;
-        let key = self.service.rotate_signing_key().await?;
-        audit(&caller, "rotate_signing_key", &key.kid);
+        let (_, origin) = self.guard(&request, KEYS_WRITE).await?;
+        let key = self.service.rotate_signing_key(&origin).await?;
         Ok(Response::new(key.into()))
     }
 
@@ -402,19 +388,12 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::ReplaceScopeCatalogRequest>,
     ) -> Reply<pb::ScopeCatalog> {
-        let caller = self.guard(&request, POLICY_WRITE).await?;
+        let (_, origin) = self.guard(&request, POLICY_WRITE).await?;
         let r = request.into_inner();
         let next = self
             .documents
-            .replace_catalog(&r.text, r.validate_only)
+            .replace_catalog(&origin, &r.text, r.validate_only)
             .await?;
-        if !r.validate_only {
-            audit(
-                &caller,
-                "replace_scope_catalog",
-                &next.catalog_version.to_string(),
-            );
-        }
         Ok(Response::new(next.as_ref().into()))
     }
 
@@ -432,19 +411,12 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::ReplaceRoutePolicyRequest>,
     ) -> Reply<pb::RoutePolicy> {
-        let caller = self.guard(&request, POLICY_WRITE).await?;
+        let (_, origin) = self.guard(&request, POLICY_WRITE).await?;
         let r = request.into_inner();
         let next = self
             .documents
-            .replace_policy(&r.text, r.validate_only)
+            .replace_policy(&origin, &r.text, r.validate_only)
             .await?;
-        if !r.validate_only {
-            audit(
-                &caller,
-                "replace_route_policy",
-                &next.policy_version.to_string(),
-            );
-        }
         Ok(Response::new(next.as_ref().into()))
     }
 
@@ -453,12 +425,11 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::RevokeUserCredentialsRequest>,
     ) -> Reply<pb::RevokeUserCredentialsResponse> {
-        let caller = self.guard(&request, USERS_WRITE).await?;
+        let (_, origin) = self.guard(&request, USERS_WRITE).await?;
         let revoked = self
             .service
-            .revoke_user_credentials(&request.get_ref().username)
+            .revoke_user_credentials(&origin, &request.get_ref().username)
             .await?;
-        audit(&caller, "revoke_user_credentials", &revoked.user.id);
         let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(Response::new(pb::RevokeUserCredentialsResponse {
             sessions_revoked: count(revoked.sessions),
@@ -470,14 +441,13 @@ impl admin_server::Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn create_app(&self, request: Request<pb::CreateAppRequest>) -> Reply<pb::App> {
-        let caller = self.guard(&request, APPS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, APPS_WRITE).await?;
         let r = request.into_inner();
         AdminService::require_grantable(&caller, &r.permissions)?;
         let app = self
             .service
-            .create_app(r.name, &r.permissions, &r.attached_user)
+            .create_app(&origin, r.name, &r.permissions, &r.attached_user)
             .await?;
-        audit(&caller, "create_app", &app.id);
         Ok(Response::new(app.into()))
     }
 
@@ -502,7 +472,7 @@ impl admin_server::Admin for AdminApi {
 
     #[tracing::instrument(skip_all)]
     async fn update_app(&self, request: Request<pb::UpdateAppRequest>) -> Reply<pb::App> {
-        let caller = self.guard(&request, APPS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, APPS_WRITE).await?;
         let r = request.into_inner();
         // Any change may widen what the app's tokens do (reactivating, detaching its
         // user), so the caller must hold the administration it holds, and will hold.
@@ -515,15 +485,17 @@ impl admin_server::Admin for AdminApi {
         }
         let app = self
             .service
-            .update_app(UpdateApp {
-                app_id: r.app_id,
-                name: r.name,
-                permissions,
-                attached_user: r.attached_user,
-                active: r.active,
-            })
+            .update_app(
+                &origin,
+                UpdateApp {
+                    app_id: r.app_id,
+                    name: r.name,
+                    permissions,
+                    attached_user: r.attached_user,
+                    active: r.active,
+                },
+            )
             .await?;
-        audit(&caller, "update_app", &app.id);
         Ok(Response::new(app.into()))
     }
 
@@ -532,10 +504,9 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::DeleteAppRequest>,
     ) -> Reply<pb::DeleteAppResponse> {
-        let caller = self.guard(&request, APPS_WRITE).await?;
+        let (_, origin) = self.guard(&request, APPS_WRITE).await?;
         let app_id = &request.get_ref().app_id;
-        self.service.delete_app(app_id).await?;
-        audit(&caller, "delete_app", app_id);
+        self.service.delete_app(&origin, app_id).await?;
         Ok(Response::new(pb::DeleteAppResponse {}))
     }
 
@@ -544,17 +515,15 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::CreateAppTokenRequest>,
     ) -> Reply<pb::CreateAppTokenResponse> {
-        let caller = self.guard(&request, APPS_WRITE).await?;
+        let (caller, origin) = self.guard(&request, APPS_WRITE).await?;
         let r = request.into_inner();
         self.service
             .require_may_act_as(&caller, ActAs::App(&r.app_id))
             .await?;
-        let (record, token) = self.service.create_app_token(&r.app_id, r.name).await?;
-        audit(
-            &caller,
-            "create_app_token",
-            &format!("{}/{}", record.app_id, record.id),
-        );
+        let (record, token) = self
+            .service
+            .create_app_token(&origin, &r.app_id, r.name)
+            .await?;
         Ok(Response::new(pb::CreateAppTokenResponse {
             app_token: Some(record.into()),
             token: token.expose_secret().to_owned(),
@@ -581,17 +550,67 @@ impl admin_server::Admin for AdminApi {
         &self,
         request: Request<pb::RevokeAppTokenRequest>,
     ) -> Reply<pb::RevokeAppTokenResponse> {
-        let caller = self.guard(&request, APPS_WRITE).await?;
+        let (_, origin) = self.guard(&request, APPS_WRITE).await?;
         let r = request.get_ref();
-        let revoked = self
-            .service
-            .revoke_app_token(&r.app_id, &r.token_id)
+        self.service
+            .revoke_app_token(&origin, &r.app_id, &r.token_id)
             .await?;
-        audit(
-            &caller,
-            "revoke_app_token",
-            &format!("{}/{}", revoked.app_id, revoked.id),
-        );
         Ok(Response::new(pb::RevokeAppTokenResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_guess_limits(
+        &self,
+        request: Request<pb::ListGuessLimitsRequest>,
+    ) -> Reply<pb::ListGuessLimitsResponse> {
+        self.guard(&request, LIMITS_READ).await?;
+        let r = request.get_ref();
+        let limits = self
+            .service
+            .list_guess_limits(&r.secret, &r.subject, r.page_size)
+            .await?;
+        Ok(Response::new(pb::ListGuessLimitsResponse {
+            limits: limits.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn clear_guess_limit(
+        &self,
+        request: Request<pb::ClearGuessLimitRequest>,
+    ) -> Reply<pb::ClearGuessLimitResponse> {
+        let (_, origin) = self.guard(&request, LIMITS_WRITE).await?;
+        let r = request.get_ref();
+        let cleared = self
+            .service
+            .clear_guess_limit(&origin, &r.secret, &r.subject, &r.source)
+            .await?;
+        Ok(Response::new(pb::ClearGuessLimitResponse { cleared }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_audit_events(
+        &self,
+        request: Request<pb::ListAuditEventsRequest>,
+    ) -> Reply<pb::ListAuditEventsResponse> {
+        self.guard(&request, AUDIT_READ).await?;
+        let r = request.into_inner();
+        let page = self
+            .service
+            .list_audit_events(AuditQuery {
+                actor: r.actor,
+                target: r.target,
+                action: r.action,
+                outcome: r.outcome,
+                since: r.since,
+                until: r.until,
+                page_size: r.page_size,
+                page_token: r.page_token,
+            })
+            .await?;
+        Ok(Response::new(pb::ListAuditEventsResponse {
+            events: page.events.into_iter().map(Into::into).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 }

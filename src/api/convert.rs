@@ -7,7 +7,8 @@ use crate::domain::verdict::Decision;
 use crate::service::documents::Snapshot;
 use crate::service::keys::PublicJwk;
 use crate::store::{
-    AppRecord, AppTokenRecord, IntegrationRecord, RoleRecord, SigningKeyRecord, UserRecord,
+    AppRecord, AppTokenRecord, AuditRecord, IntegrationRecord, LimitRecord, RoleRecord,
+    SigningKeyRecord, UserRecord,
 };
 
 impl From<UserRecord> for pb::User {
@@ -90,6 +91,40 @@ impl From<SigningKeyRecord> for pb::SigningKey {
             created_at: k.created_at,
             retired_at: k.retired_at.unwrap_or_default(),
             published_until: k.published_until.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<LimitRecord> for pb::GuessLimit {
+    fn from(l: LimitRecord) -> Self {
+        Self {
+            secret: l.key.secret.as_str().to_owned(),
+            subject: l.key.subject,
+            source: l.key.source,
+            failures: l.counter.failures,
+            window_start: l.counter.window_start,
+            blocked_until: l.counter.blocked_until,
+            next_delay_seconds: l.counter.next_delay,
+            updated_at: l.updated_at,
+        }
+    }
+}
+
+impl From<AuditRecord> for pb::AuditEvent {
+    fn from(e: AuditRecord) -> Self {
+        Self {
+            id: e.id,
+            time: e.at,
+            actor: e.actor,
+            actor_name: e.actor_name,
+            credential: e.credential,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            reason: e.reason,
+            source: e.source,
+            request_id: e.request_id,
+            details: e.details,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! `identity.v1.Identity`: checks, and the credentials it issues.
 
 use super::convert::verdict;
-use super::metadata::authorization;
+use super::metadata::{authorization, origin};
 use super::pb::{self, identity_server};
+use crate::domain::audit::Actor;
 use crate::domain::permissions::{Permission, admin};
 use crate::domain::principal::PrincipalKind;
 use crate::domain::verdict::{AuthFailure, Decision, insufficient_scope_challenge};
@@ -125,6 +126,21 @@ fn secret(field: &mut String) -> Result<SecretString, ServiceError> {
     Ok(SecretString::from(std::mem::take(field)))
 }
 
+/// Refuses a field with control characters (NUL included) before it reaches a lookup:
+/// no name, id or scope identityd stores has one, and PostgreSQL refuses NUL outright.
+fn plain_text(name: &'static str, value: &str) -> Result<(), ServiceError> {
+    if value.chars().any(char::is_control) {
+        return Err(OAuthError::InvalidRequest(match name {
+            "username" => "username contains control characters",
+            "client_id" => "client_id contains control characters",
+            "grant_type" => "grant_type contains control characters",
+            _ => "a parameter contains control characters",
+        })
+        .into());
+    }
+    Ok(())
+}
+
 fn client(
     client_id: String,
     client_secret: &mut String,
@@ -132,6 +148,7 @@ fn client(
     if client_id.len() > MAX_FIELD {
         return Err(OAuthError::InvalidRequest("client_id is too long").into());
     }
+    plain_text("client_id", &client_id)?;
     Ok(ClientCredentials {
         client_id,
         client_secret: secret(client_secret)?,
@@ -175,9 +192,11 @@ impl identity_server::Identity for IdentityApi {
         &self,
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let req = request.get_ref();
+        let origin = origin(&request, &req.client_address, false)?;
         let outcome = self
             .authenticator
-            .authenticate(&request.get_ref().authorization)
+            .authenticate(&req.authorization, &origin)
             .await
             .map_err(ServiceError::from)?;
         let reason = outcome.as_ref().map_or_else(AuthFailure::code, |_| "ok");
@@ -215,7 +234,11 @@ impl identity_server::Identity for IdentityApi {
     ) -> Result<Response<pb::CheckPermissionResponse>, Status> {
         let req = request.get_ref();
         let target = check_target(req)?;
-        let checked = self.checker.check(&req.authorization, &target).await?;
+        let origin = origin(&request, &req.client_address, false)?;
+        let checked = self
+            .checker
+            .check(&req.authorization, &target, &origin)
+            .await?;
         let (outcome, decision) = (checked.outcome, checked.decision);
         log_outcome("CheckPermission", &outcome, decision.code());
         self.verdicts.record("CheckPermission", decision.code());
@@ -249,14 +272,21 @@ impl identity_server::Identity for IdentityApi {
         &self,
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
+        let origin = origin(&request, &request.get_ref().client_address, false)?;
         let mut r = request.into_inner();
         tracing::Span::current().record("grant_type", r.grant_type.as_str());
-        if r.grant_type.len() > 64 || r.username.len() > MAX_FIELD || r.scope.len() > MAX_FIELD {
+        if r.grant_type.len() > 64 || r.scope.len() > MAX_FIELD {
             return Err(
                 ServiceError::from(OAuthError::InvalidRequest("a parameter is too long")).into(),
             );
         }
+        // Scopes are read by the catalog, which names an unknown one; they never reach
+        // storage as given.
+        for (name, value) in [("grant_type", &r.grant_type), ("username", &r.username)] {
+            plain_text(name, value)?;
+        }
         let grant = GrantRequest {
+            origin,
             client: client(r.client_id, &mut r.client_secret)?,
             grant_type: r.grant_type,
             username: r.username,
@@ -276,6 +306,7 @@ impl identity_server::Identity for IdentityApi {
         &self,
         request: Request<pb::RefreshTokenRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
+        let origin = origin(&request, &request.get_ref().client_address, false)?;
         let mut r = request.into_inner();
         if r.scope.len() > MAX_FIELD {
             return Err(ServiceError::from(OAuthError::InvalidRequest("scope is too long")).into());
@@ -285,7 +316,10 @@ impl identity_server::Identity for IdentityApi {
             refresh_token: secret(&mut r.refresh_token)?,
             csrf_token: secret(&mut r.csrf_token)?,
         };
-        let issued = self.tokens.refresh(&client, &grant, &r.scope).await?;
+        let issued = self
+            .tokens
+            .refresh(&origin, &client, &grant, &r.scope)
+            .await?;
         Ok(Response::new(token_response(issued)))
     }
 
@@ -294,7 +328,12 @@ impl identity_server::Identity for IdentityApi {
         &self,
         request: Request<pb::RegenerateApiTokenRequest>,
     ) -> Result<Response<pb::RegenerateApiTokenResponse>, Status> {
-        let caller = self.admin.authenticate(authorization(&request)?).await?;
+        let origin = origin(&request, "", true)?;
+        let caller = self
+            .admin
+            .authenticate(authorization(&request)?, &origin)
+            .await?;
+        let origin = origin.acting(Actor::of(&caller.principal));
         let target = match request.get_ref().username.as_str() {
             // Only a user has a token of its own; an app or integration named like a
             // user must not stand for that user.
@@ -306,7 +345,8 @@ impl identity_server::Identity for IdentityApi {
                 )
                 .into());
             }
-            name => name.to_owned(),
+            name => crate::domain::names::normalize_username(name)
+                .map_err(|r| ServiceError::invalid("username", r))?,
         };
         // A scoped credential must not mint an unscoped one with all of the user's
         // permissions.
@@ -324,8 +364,7 @@ impl identity_server::Identity for IdentityApi {
                 .require_may_act_as(&caller, ActAs::User(&target))
                 .await?;
         }
-        let (user, token) = self.admin.regenerate_api_token(&target).await?;
-        tracing::info!(by = %caller.principal.id, user = %user.id, "API token regenerated");
+        let (user, token) = self.admin.regenerate_api_token(&origin, &target).await?;
         Ok(Response::new(pb::RegenerateApiTokenResponse {
             username: user.username,
             api_token: token.expose_secret().to_owned(),
@@ -337,11 +376,13 @@ impl identity_server::Identity for IdentityApi {
         &self,
         request: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let origin = origin(&request, &request.get_ref().client_address, false)?;
         let mut r = request.into_inner();
+        plain_text("token_type_hint", &r.token_type_hint)?;
         let client = client(r.client_id, &mut r.client_secret)?;
         let token = secret(&mut r.token)?;
         self.tokens
-            .revoke(&token, &r.token_type_hint, &client)
+            .revoke(&origin, &token, &r.token_type_hint, &client)
             .await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }

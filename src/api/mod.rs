@@ -2,6 +2,7 @@
 //! and the one mapping from service errors to gRPC statuses.
 
 pub mod admin;
+mod codec;
 mod convert;
 pub mod ext_authz;
 pub mod identity;

@@ -3,10 +3,12 @@
 //! functions.
 
 pub mod access_token;
+pub mod audit;
 pub mod clock;
 pub mod credentials;
 pub mod dispatch;
 pub mod document;
+pub mod guessing;
 pub mod names;
 pub mod permissions;
 pub mod principal;

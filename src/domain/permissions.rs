@@ -221,6 +221,12 @@ pub mod admin {
     pub const APPS_READ: &str = "apps:read";
     /// Create, change and delete apps; create and revoke their tokens.
     pub const APPS_WRITE: &str = "apps:write";
+    /// See guessing limits.
+    pub const LIMITS_READ: &str = "limits:read";
+    /// Clear guessing limits.
+    pub const LIMITS_WRITE: &str = "limits:write";
+    /// Read the audit log.
+    pub const AUDIT_READ: &str = "audit:read";
 
     /// Every admin permission.
     pub const ALL: &[&str] = &[
@@ -236,5 +242,8 @@ pub mod admin {
         POLICY_WRITE,
         APPS_READ,
         APPS_WRITE,
+        LIMITS_READ,
+        LIMITS_WRITE,
+        AUDIT_READ,
     ];
 }

@@ -5,7 +5,9 @@
 //! hash lookup with no allocation once a combination has been seen. State owned by other
 //! parts (cache counters, argon2 queue, connection pool) is read only at scrape time.
 
+use crate::domain::guessing::Guessed;
 use crate::service::cache::CheckCache;
+use crate::service::limits::GuessLimits;
 use crate::service::passwords::Passwords;
 use crate::store::Store;
 use prometheus::core::{Collector, Desc};
@@ -55,11 +57,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric; `store`, `cache` and `passwords` are read at scrape time.
+    /// Registers every metric; `store`, `cache`, `passwords` and `limits` are read at
+    /// scrape time.
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<CheckCache>,
         passwords: Arc<Passwords>,
+        limits: Arc<GuessLimits>,
     ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let calls = IntCounterVec::new(
@@ -90,6 +94,7 @@ impl Metrics {
         for pulled in pulled_metrics(store, cache, passwords)? {
             registry.register(Box::new(pulled))?;
         }
+        registry.register(Box::new(GuessCounts::new(limits)?))?;
         Ok(Self {
             registry,
             grpc: GrpcCalls { calls, latency },
@@ -193,6 +198,74 @@ impl Collector for Pulled {
         family.set_field_type(self.kind);
         family.set_metric(vec![metric]);
         vec![family]
+    }
+}
+
+/// The guessing limits' counts by secret kind, read at scrape time.
+struct GuessCounts {
+    limits: Arc<GuessLimits>,
+    limited: Desc,
+    tripped: Desc,
+}
+
+impl GuessCounts {
+    fn new(limits: Arc<GuessLimits>) -> prometheus::Result<Self> {
+        let desc = |name: &str, help: &str| {
+            Desc::new(
+                name.into(),
+                help.into(),
+                vec!["secret".into()],
+                Default::default(),
+            )
+        };
+        Ok(Self {
+            limits,
+            limited: desc(
+                "identityd_guess_limited_total",
+                "Attempts refused unchecked by a guessing limit, by secret kind.",
+            )?,
+            tripped: desc(
+                "identityd_guess_limit_trips_total",
+                "Guessing limits tripped (blocks started) on this replica, by secret kind.",
+            )?,
+        })
+    }
+}
+
+impl Collector for GuessCounts {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.limited, &self.tripped]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let stats = self.limits.stats();
+        let kinds = [Guessed::Password, Guessed::ClientSecret, Guessed::ApiToken];
+        let family = |desc: &Desc, read: &dyn Fn(Guessed) -> u64| {
+            let metrics = kinds
+                .iter()
+                .map(|&secret| {
+                    let mut label = proto::LabelPair::default();
+                    label.set_name("secret".into());
+                    label.set_value(secret.as_str().into());
+                    let mut counter = proto::Counter::default();
+                    counter.set_value(read(secret) as f64);
+                    let mut metric = proto::Metric::default();
+                    metric.set_label(vec![label]);
+                    metric.set_counter(counter);
+                    metric
+                })
+                .collect();
+            let mut family = MetricFamily::default();
+            family.set_name(desc.fq_name.clone());
+            family.set_help(desc.help.clone());
+            family.set_field_type(MetricType::COUNTER);
+            family.set_metric(metrics);
+            family
+        };
+        vec![
+            family(&self.limited, &|s| stats.limited(s)),
+            family(&self.tripped, &|s| stats.tripped(s)),
+        ]
     }
 }
 

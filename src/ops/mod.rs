@@ -11,6 +11,7 @@ pub mod metrics;
 
 use crate::service::cache::CheckCache;
 use crate::service::keys::KeyRing;
+use crate::service::limits::GuessLimits;
 use crate::service::passwords::Passwords;
 use crate::store::Store;
 use metrics::{Metrics, Verdicts};
@@ -29,14 +30,16 @@ pub struct Ops {
 }
 
 impl Ops {
-    /// Registers this server's metrics over its storage, cache, hasher and keys.
+    /// Registers this server's metrics over its storage, cache, hasher, keys and
+    /// guessing limits.
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<CheckCache>,
         passwords: Arc<Passwords>,
         keys: Arc<KeyRing>,
+        limits: Arc<GuessLimits>,
     ) -> prometheus::Result<Self> {
-        let metrics = Metrics::new(store.clone(), cache, passwords)?;
+        let metrics = Metrics::new(store.clone(), cache, passwords, limits)?;
         Ok(Self {
             metrics,
             store,

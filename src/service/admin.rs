@@ -1,12 +1,16 @@
 //! Administration use cases: users, roles, API access. Each validates its input, makes
-//! one store call (one transaction), and drops from the check cache whatever the change
-//! may have revoked or narrowed before it returns.
+//! one store call (one transaction, which also records the change's audit event), and
+//! drops from the check cache whatever the change may have revoked or narrowed before it
+//! returns.
 
 use super::ServiceError;
+use super::audit;
 use super::authenticator::Authenticator;
 use super::cache::CheckCache;
 use super::keys::KeyRing;
+use super::limits::GuessLimits;
 use super::passwords::Passwords;
+use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::Clock;
 use crate::domain::names;
 use crate::domain::permissions::{self, Permission};
@@ -84,6 +88,7 @@ pub struct AdminService {
     authenticator: Arc<Authenticator>,
     passwords: Arc<Passwords>,
     pub(super) keys: Arc<KeyRing>,
+    pub(super) limits: Arc<GuessLimits>,
 }
 
 impl AdminService {
@@ -95,6 +100,7 @@ impl AdminService {
         authenticator: Arc<Authenticator>,
         passwords: Arc<Passwords>,
         keys: Arc<KeyRing>,
+        limits: Arc<GuessLimits>,
     ) -> Self {
         Self {
             store,
@@ -103,6 +109,7 @@ impl AdminService {
             authenticator,
             passwords,
             keys,
+            limits,
         }
     }
 
@@ -110,9 +117,10 @@ impl AdminService {
     pub async fn authorize(
         &self,
         authorization: &str,
+        origin: &Origin,
         permission: &str,
     ) -> Result<Arc<Authenticated>, ServiceError> {
-        let caller = self.authenticate(authorization).await?;
+        let caller = self.authenticate(authorization, origin).await?;
         Self::require(&caller, permission)?;
         Ok(caller)
     }
@@ -121,9 +129,10 @@ impl AdminService {
     pub async fn authenticate(
         &self,
         authorization: &str,
+        origin: &Origin,
     ) -> Result<Arc<Authenticated>, ServiceError> {
         self.authenticator
-            .authenticate(authorization)
+            .authenticate(authorization, origin)
             .await?
             .map_err(ServiceError::Unauthenticated)
     }
@@ -156,6 +165,16 @@ impl AdminService {
             )));
         }
         Ok(())
+    }
+
+    /// The event of a change the caller makes now.
+    pub(super) fn event(
+        &self,
+        origin: &Origin,
+        action: &'static str,
+        target: impl Into<String>,
+    ) -> Event {
+        origin.event(self.clock.now(), action, target)
     }
 
     /// Refuses to hand out administration the caller does not have: every Admin
@@ -199,9 +218,12 @@ impl AdminService {
     }
 
     /// Creates a user.
-    pub async fn create_user(&self, req: CreateUser) -> Result<UserRecord, ServiceError> {
-        names::validate_username(&req.username)
-            .map_err(|r| ServiceError::invalid("username", r))?;
+    pub async fn create_user(
+        &self,
+        origin: &Origin,
+        req: CreateUser,
+    ) -> Result<UserRecord, ServiceError> {
+        let username = username(&req.username)?;
         let email = optional_email(&req.email)?;
         if req.roles.len() > MAX_USER_ROLES {
             return Err(ServiceError::invalid("roles", "at most 64 roles"));
@@ -216,20 +238,27 @@ impl AdminService {
                 "a user must be staff, a customer, or both",
             ));
         }
+        let event = self
+            .event(origin, "user.create", user_target(&username))
+            .with("email", email.clone())
+            .with("is_staff", req.is_staff)
+            .with("is_customer", is_customer)
+            .with("roles", req.roles.clone());
         let user = NewUser {
-            username: req.username,
+            username,
             email,
             is_staff: req.is_staff,
             is_customer,
             roles: req.roles,
         };
-        Ok(self.store.create_user(&user, self.clock.now()).await?)
+        let created = self.store.create_user(&user, &event).await?;
+        audit::log(&event);
+        Ok(created)
     }
 
     /// Reads a user.
     pub async fn get_user(&self, username: &str) -> Result<UserRecord, ServiceError> {
-        check_username(username)?;
-        Ok(self.store.get_user(username).await?)
+        Ok(self.store.get_user(&self::username(username)?).await?)
     }
 
     /// Lists users a page at a time.
@@ -259,19 +288,34 @@ impl AdminService {
     }
 
     /// Changes a user. Disabling kills its credentials at once.
-    pub async fn update_user(&self, req: UpdateUser) -> Result<UserRecord, ServiceError> {
-        check_username(&req.username)?;
+    pub async fn update_user(
+        &self,
+        origin: &Origin,
+        req: UpdateUser,
+    ) -> Result<UserRecord, ServiceError> {
+        let username = username(&req.username)?;
         let email = req.email.as_deref().map(optional_email).transpose()?;
+        let mut event = self.event(origin, "user.update", user_target(&username));
+        if let Some(email) = &email {
+            event = event.with("email", email.clone());
+        }
+        for (field, value) in [
+            ("is_staff", req.is_staff),
+            ("is_customer", req.is_customer),
+            ("active", req.active),
+        ] {
+            if let Some(value) = value {
+                event = event.with(field, value);
+            }
+        }
         let patch = UserPatch {
             email,
             is_staff: req.is_staff,
             is_customer: req.is_customer,
             active: req.active,
         };
-        let user = self
-            .store
-            .update_user(&req.username, &patch, self.clock.now())
-            .await?;
+        let user = self.store.update_user(&username, &patch, &event).await?;
+        audit::log(&event);
         // Staff or active changes alter what cached entries say.
         self.cache.invalidate_principal(&user.id);
         Ok(user)
@@ -279,9 +323,11 @@ impl AdminService {
 
     /// Deletes a user and every credential it holds; apps attached to it are
     /// deactivated and detached.
-    pub async fn delete_user(&self, username: &str) -> Result<(), ServiceError> {
-        check_username(username)?;
-        let id = self.store.delete_user(username, self.clock.now()).await?;
+    pub async fn delete_user(&self, origin: &Origin, username: &str) -> Result<(), ServiceError> {
+        let username = self::username(username)?;
+        let event = self.event(origin, "user.delete", user_target(&username));
+        let id = self.store.delete_user(&username, &event).await?;
+        audit::log(&event);
         self.cache.invalidate_principal(&id);
         Ok(())
     }
@@ -290,13 +336,16 @@ impl AdminService {
     /// of apps attached to it.
     pub async fn revoke_user_credentials(
         &self,
+        origin: &Origin,
         username: &str,
     ) -> Result<UserRevocation, ServiceError> {
-        check_username(username)?;
+        let username = self::username(username)?;
+        let event = self.event(origin, "user.revoke_credentials", user_target(&username));
         let revoked = self
             .store
-            .revoke_user_credentials(username, self.clock.now())
+            .revoke_user_credentials(&username, &event)
             .await?;
+        audit::log(&event);
         // Also drops the entries of apps attached to the user.
         self.cache.invalidate_principal(&revoked.user.id);
         Ok(revoked)
@@ -305,20 +354,25 @@ impl AdminService {
     /// Turns API access on (returning the new token, once) or off.
     pub async fn set_api_access(
         &self,
+        origin: &Origin,
         username: &str,
         enabled: bool,
     ) -> Result<(UserRecord, Option<SecretString>), ServiceError> {
-        check_username(username)?;
-        let now = self.clock.now();
+        let username = self::username(username)?;
+        let target = user_target(&username);
         if enabled {
             let token = SecretKind::ApiToken.generate();
+            let event = self.event(origin, "user.api_access_on", target);
             let user = self
                 .store
-                .enable_api_access(username, &SecretDigest::of(&token), now)
+                .enable_api_access(&username, &SecretDigest::of(&token), &event)
                 .await?;
+            audit::log(&event);
             Ok((user, Some(token)))
         } else {
-            let user = self.store.disable_api_access(username, now).await?;
+            let event = self.event(origin, "user.api_access_off", target);
+            let user = self.store.disable_api_access(&username, &event).await?;
+            audit::log(&event);
             self.cache.invalidate_principal(&user.id);
             Ok((user, None))
         }
@@ -327,14 +381,17 @@ impl AdminService {
     /// Replaces a user's API token; the old one is dead when this returns.
     pub async fn regenerate_api_token(
         &self,
+        origin: &Origin,
         username: &str,
     ) -> Result<(UserRecord, SecretString), ServiceError> {
-        check_username(username)?;
+        let username = self::username(username)?;
         let token = SecretKind::ApiToken.generate();
+        let event = self.event(origin, "user.api_token_regenerate", user_target(&username));
         let user = self
             .store
-            .replace_api_token(username, &SecretDigest::of(&token), self.clock.now())
+            .replace_api_token(&username, &SecretDigest::of(&token), &event)
             .await?;
+        audit::log(&event);
         self.cache.invalidate_principal(&user.id);
         Ok((user, token))
     }
@@ -342,15 +399,15 @@ impl AdminService {
     /// Sets a user's password; every session of the user ends.
     pub async fn set_user_password(
         &self,
+        origin: &Origin,
         username: &str,
         password: SecretString,
     ) -> Result<UserRecord, ServiceError> {
-        check_username(username)?;
+        let username = self::username(username)?;
         let hash = self.passwords.hash(password).await?;
-        let user = self
-            .store
-            .set_password(username, &hash, self.clock.now())
-            .await?;
+        let event = self.event(origin, "user.set_password", user_target(&username));
+        let user = self.store.set_password(&username, &hash, &event).await?;
+        audit::log(&event);
         self.cache.invalidate_principal(&user.id);
         Ok(user)
     }
@@ -358,18 +415,27 @@ impl AdminService {
     /// Gives a user a role (`assign`) or takes it away.
     pub async fn set_user_role(
         &self,
+        origin: &Origin,
         username: &str,
         role: &str,
         assign: bool,
     ) -> Result<UserRecord, ServiceError> {
-        check_username(username)?;
+        let username = self::username(username)?;
         check_name("role", role)?;
-        let now = self.clock.now();
-        let user = if assign {
-            self.store.assign_role(username, role, now).await?
+        let action = if assign {
+            "user.assign_role"
         } else {
-            self.store.unassign_role(username, role, now).await?
+            "user.unassign_role"
         };
+        let event = self
+            .event(origin, action, user_target(&username))
+            .with("role", role);
+        let user = if assign {
+            self.store.assign_role(&username, role, &event).await?
+        } else {
+            self.store.unassign_role(&username, role, &event).await?
+        };
+        audit::log(&event);
         // Taking a role narrows; giving one must not stay hidden behind the cache.
         self.cache.invalidate_principal(&user.id);
         Ok(user)
@@ -378,6 +444,7 @@ impl AdminService {
     /// Creates a role.
     pub async fn create_role(
         &self,
+        origin: &Origin,
         name: String,
         description: String,
         permissions: &[String],
@@ -392,7 +459,12 @@ impl AdminService {
             builtin: false,
             created_at: self.clock.now(),
         };
-        Ok(self.store.create_role(&role).await?)
+        let event = self
+            .event(origin, "role.create", role_target(&role.name))
+            .with("permissions", role.permissions.clone());
+        let created = self.store.create_role(&role, &event).await?;
+        audit::log(&event);
+        Ok(created)
     }
 
     /// Reads a role.
@@ -409,28 +481,49 @@ impl AdminService {
     /// Replaces a role's permissions.
     pub async fn set_role_permissions(
         &self,
+        origin: &Origin,
         name: &str,
         permissions: &[String],
     ) -> Result<RoleRecord, ServiceError> {
         check_name("name", name)?;
         let permissions = canonical_permissions(permissions)?;
-        let role = self.store.set_role_permissions(name, &permissions).await?;
+        let event = self
+            .event(origin, "role.set_permissions", role_target(name))
+            .with("permissions", permissions.clone());
+        let role = self
+            .store
+            .set_role_permissions(name, &permissions, &event)
+            .await?;
+        audit::log(&event);
         // Any holder may be cached; finding them all costs more than refilling.
         self.cache.invalidate_all();
         Ok(role)
     }
 
     /// Deletes a role.
-    pub async fn delete_role(&self, name: &str) -> Result<(), ServiceError> {
+    pub async fn delete_role(&self, origin: &Origin, name: &str) -> Result<(), ServiceError> {
         check_name("name", name)?;
-        self.store.delete_role(name).await?;
+        let event = self.event(origin, "role.delete", role_target(name));
+        self.store.delete_role(name, &event).await?;
+        audit::log(&event);
         self.cache.invalidate_all();
         Ok(())
     }
 }
 
-pub(super) fn check_username(username: &str) -> Result<(), ServiceError> {
-    names::validate_username(username).map_err(|r| ServiceError::invalid("username", r))
+/// How the audit log names a user.
+pub(super) fn user_target(username: &str) -> String {
+    format!("user:{username}")
+}
+
+fn role_target(name: &str) -> String {
+    format!("role:{name}")
+}
+
+/// The canonical form of a username given in a request, or INVALID_ARGUMENT saying why
+/// it can be no user's.
+pub(super) fn username(given: &str) -> Result<String, ServiceError> {
+    names::normalize_username(given).map_err(|r| ServiceError::invalid("username", r))
 }
 
 /// Longest id identityd issues (UUIDs, client ids), with room to spare.
@@ -481,11 +574,20 @@ pub(super) fn canonical_permissions(items: &[String]) -> Result<Vec<String>, Ser
     Ok(set.iter().map(ToString::to_string).collect())
 }
 
+/// The username a page token continues after: one this service issued is the base64
+/// of a canonical username, so anything else is refused before it reaches a query.
 fn decode_page_token(token: &str) -> Result<String, ServiceError> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
     let invalid = || ServiceError::invalid("page_token", "is not a token this service issued");
     if token.len() > 2 * names::MAX_USERNAME {
         return Err(invalid());
     }
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-    String::from_utf8(bytes).map_err(|_| invalid())
+    let after = String::from_utf8(bytes).map_err(|_| invalid())?;
+    match names::normalize_username(&after) {
+        Ok(canonical) if canonical == after => Ok(after),
+        _ => Err(invalid()),
+    }
 }

@@ -3,9 +3,9 @@
 //! revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{
-    AdminService, canonical_permissions, check_issued_id, check_name, check_username,
-};
+use super::admin::{AdminService, canonical_permissions, check_issued_id, check_name, username};
+use super::audit;
+use crate::domain::audit::Origin;
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{AppPatch, AppRecord, AppTokenRecord, NewApp, NewAppToken};
 use secrecy::{ExposeSecret, SecretString};
@@ -35,6 +35,7 @@ impl AdminService {
     /// Creates an app, optionally attached to the user named `attached_user`.
     pub async fn create_app(
         &self,
+        origin: &Origin,
         name: String,
         permissions: &[String],
         attached_user: &str,
@@ -46,7 +47,14 @@ impl AdminService {
             permissions: canonical_permissions(permissions)?,
             attached_user: optional_username(attached_user)?,
         };
-        Ok(self.store.create_app(&new, self.clock.now()).await?)
+        let event = self
+            .event(origin, "app.create", app_target(&new.id))
+            .with("name", new.name.as_str())
+            .with("permissions", new.permissions.clone())
+            .with("attached_user", new.attached_user.clone());
+        let app = self.store.create_app(&new, &event).await?;
+        audit::log(&event);
+        Ok(app)
     }
 
     /// Reads an app.
@@ -61,7 +69,11 @@ impl AdminService {
     }
 
     /// Changes an app; what it may no longer do is refused from the next check.
-    pub async fn update_app(&self, req: UpdateApp) -> Result<AppRecord, ServiceError> {
+    pub async fn update_app(
+        &self,
+        origin: &Origin,
+        req: UpdateApp,
+    ) -> Result<AppRecord, ServiceError> {
         check_issued_id("app_id", &req.app_id)?;
         if let Some(name) = &req.name {
             check_name("name", name)?;
@@ -80,18 +92,31 @@ impl AdminService {
                 .transpose()?,
             active: req.active,
         };
-        let app = self
-            .store
-            .update_app(&req.app_id, &patch, self.clock.now())
-            .await?;
+        let mut event = self.event(origin, "app.update", app_target(&req.app_id));
+        if let Some(name) = &patch.name {
+            event = event.with("name", name.as_str());
+        }
+        if let Some(permissions) = &patch.permissions {
+            event = event.with("permissions", permissions.clone());
+        }
+        if let Some(attached) = &patch.attached_user {
+            event = event.with("attached_user", attached.clone());
+        }
+        if let Some(active) = patch.active {
+            event = event.with("active", active);
+        }
+        let app = self.store.update_app(&req.app_id, &patch, &event).await?;
+        audit::log(&event);
         self.cache.invalidate_principal(&app.id);
         Ok(app)
     }
 
     /// Deletes an app and its tokens.
-    pub async fn delete_app(&self, app_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete_app(&self, origin: &Origin, app_id: &str) -> Result<(), ServiceError> {
         check_issued_id("app_id", app_id)?;
-        self.store.delete_app(app_id).await?;
+        let event = self.event(origin, "app.delete", app_target(app_id));
+        self.store.delete_app(app_id, &event).await?;
+        audit::log(&event);
         self.cache.invalidate_principal(app_id);
         Ok(())
     }
@@ -99,6 +124,7 @@ impl AdminService {
     /// Creates a named token for an app; returns it with the token, shown only now.
     pub async fn create_app_token(
         &self,
+        origin: &Origin,
         app_id: &str,
         name: String,
     ) -> Result<(AppTokenRecord, SecretString), ServiceError> {
@@ -114,10 +140,16 @@ impl AdminService {
             last4: text[text.len() - SHOWN_CHARS..].to_owned(),
             digest: SecretDigest::of(&token),
         };
+        let event = self
+            .event(origin, "app_token.create", app_token_target(&new.id))
+            .with("app_id", app_id)
+            .with("name", new.name.as_str())
+            .with("last4", new.last4.as_str());
         let created = self
             .store
-            .create_app_token(&new, MAX_APP_TOKENS, self.clock.now())
+            .create_app_token(&new, MAX_APP_TOKENS, &event)
             .await?;
+        audit::log(&event);
         Ok((created, token))
     }
 
@@ -130,12 +162,20 @@ impl AdminService {
     /// Revokes one app token: refused from the next check.
     pub async fn revoke_app_token(
         &self,
+        origin: &Origin,
         app_id: &str,
         token_id: &str,
     ) -> Result<AppTokenRecord, ServiceError> {
         check_issued_id("app_id", app_id)?;
         check_issued_id("token_id", token_id)?;
-        let revoked = self.store.revoke_app_token(app_id, token_id).await?;
+        let event = self
+            .event(origin, "app_token.revoke", app_token_target(token_id))
+            .with("app_id", app_id);
+        let revoked = self
+            .store
+            .revoke_app_token(app_id, token_id, &event)
+            .await?;
+        audit::log(&event);
         self.cache
             .invalidate_credential(&app_token_credential_id(&revoked.id));
         Ok(revoked)
@@ -155,10 +195,19 @@ pub fn app_token_id(credential_id: &str) -> Option<&str> {
     credential_id.strip_prefix(CREDENTIAL_ID_PREFIX)
 }
 
-fn optional_username(username: &str) -> Result<Option<String>, ServiceError> {
-    if username.is_empty() {
+fn optional_username(given: &str) -> Result<Option<String>, ServiceError> {
+    if given.is_empty() {
         return Ok(None);
     }
-    check_username(username)?;
-    Ok(Some(username.to_owned()))
+    username(given).map(Some)
+}
+
+/// How the audit log names an app.
+fn app_target(app_id: &str) -> String {
+    format!("app:{app_id}")
+}
+
+/// How the audit log names an app token.
+pub(super) fn app_token_target(token_id: &str) -> String {
+    format!("app_token:{token_id}")
 }

@@ -9,16 +9,24 @@
 //!
 //! A scoped credential's entry also holds what its scopes grant under the catalog in
 //! force; replacing the catalog empties the cache.
+//!
+//! API tokens are under a guessing limit per Basic username (see
+//! [`limits`](super::limits)): a wrong token is charged to it, and a right one is
+//! refused while it blocks, from the cache too.
 
 use super::apps::{app_token_credential_id, app_token_id};
 use super::cache::CheckCache;
 use super::documents::Documents;
 use super::keys::KeyRing;
+use super::limits::{AdmitError, Guess, GuessLimits};
 use super::usage::UsageRecorder;
 use crate::domain::access_token::{TokenPolicy, TokenRejection};
+use crate::domain::audit::Origin;
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::credentials::{Scheme, parse_authorization};
 use crate::domain::dispatch::{Presented, accepts_principal, dispatch};
+use crate::domain::guessing::Guessed;
+use crate::domain::names;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::principal::{
     AttachedUser, Authenticated, CredentialKind, Principal, PrincipalKind,
@@ -37,6 +45,7 @@ pub type Outcome = Result<Arc<Authenticated>, AuthFailure>;
 pub struct Authenticator {
     store: Arc<dyn Store>,
     cache: Arc<CheckCache>,
+    limits: Arc<GuessLimits>,
     keys: Arc<KeyRing>,
     policy: TokenPolicy,
     clock: Arc<dyn Clock>,
@@ -48,9 +57,14 @@ impl Authenticator {
     /// An authenticator over `store`, filling `cache`, verifying access tokens with
     /// `keys` for `policy`, reading scopes by the catalog in `documents`, noting app
     /// token uses in `usage`.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "built once, by the server's wiring"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         cache: Arc<CheckCache>,
+        limits: Arc<GuessLimits>,
         keys: Arc<KeyRing>,
         policy: TokenPolicy,
         clock: Arc<dyn Clock>,
@@ -60,6 +74,7 @@ impl Authenticator {
         Self {
             store,
             cache,
+            limits,
             keys,
             policy,
             clock,
@@ -68,9 +83,10 @@ impl Authenticator {
         }
     }
 
-    /// Authenticates a raw header. `Err` only when storage failed: the caller must then
+    /// Authenticates a raw header presented by `origin` (whose client address, if any,
+    /// counts guesses per source). `Err` only when storage failed: the caller must then
     /// deny (fail closed), never allow.
-    pub async fn authenticate(&self, header: &str) -> Result<Outcome, StoreError> {
+    pub async fn authenticate(&self, header: &str, origin: &Origin) -> Result<Outcome, StoreError> {
         let presented = match parse_authorization(header) {
             Ok(credential) => dispatch(credential),
             Err(e) => return Ok(Err(e.into())),
@@ -78,14 +94,7 @@ impl Authenticator {
         match presented {
             Err(failure) => Ok(Err(failure)),
             Ok(Presented::ApiToken { username, token }) => {
-                let digest = SecretDigest::of(&token);
-                let found = self.api_token(digest).await?;
-                // A token presented with someone else's username is simply invalid.
-                Ok(found
-                    .filter(|a| a.principal.name == username)
-                    .ok_or(AuthFailure::Invalid {
-                        scheme: Scheme::Basic,
-                    }))
+                self.api_token(&username, &token, origin).await
             }
             Ok(Presented::AccessToken { scheme, token }) => self.access_token(scheme, &token).await,
             Ok(Presented::NonExpiringToken(token)) => self.non_expiring_token(&token).await,
@@ -265,24 +274,54 @@ impl Authenticator {
         }
     }
 
-    /// The valid API token with this digest, from the cache or the store.
+    /// Checks Basic `username:token`, under the username's guessing limit: a token
+    /// presented with a username that is not its owner's is simply wrong.
     async fn api_token(
         &self,
-        digest: SecretDigest,
-    ) -> Result<Option<Arc<Authenticated>>, StoreError> {
+        username: &str,
+        token: &SecretString,
+        origin: &Origin,
+    ) -> Result<Outcome, StoreError> {
+        let invalid = Err(AuthFailure::Invalid {
+            scheme: Scheme::Basic,
+        });
+        // A name no user can have is no guess at anyone's token.
+        let Ok(username) = names::normalize_username(username) else {
+            return Ok(invalid);
+        };
+        let guess = Guess {
+            secret: Guessed::ApiToken,
+            subject: username,
+            source: origin.client_address.clone(),
+        };
+        if self.limits.blocked_in_memory(&guess) {
+            return Ok(invalid);
+        }
+        let digest = SecretDigest::of(token);
         if let Some(hit) = self.cache.get(&digest) {
-            return Ok(Some(hit));
+            if hit.principal.name == guess.subject {
+                return Ok(Ok(hit));
+            }
+            self.limits.charge_failure(&guess, origin).await?;
+            return Ok(invalid);
         }
         let read_at = self.cache.epoch();
-        let Some(owner) = self.store.find_api_token(&digest).await? else {
-            return Ok(None);
+        let owner = self.store.find_api_token(&digest).await?;
+        let valid = owner.filter(|o| {
+            o.digest.ct_eq(&digest) && o.active && o.api_access && o.username == guess.subject
+        });
+        let Some(owner) = valid else {
+            self.limits.charge_failure(&guess, origin).await?;
+            return Ok(invalid);
         };
-        if !owner.digest.ct_eq(&digest) || !owner.active || !owner.api_access {
-            return Ok(None);
+        match self.limits.check_right(&guess).await {
+            Ok(()) => {}
+            Err(AdmitError::Limited(_)) => return Ok(invalid),
+            Err(AdmitError::Store(e)) => return Err(e),
         }
         let authenticated = Arc::new(api_token_principal(owner, &digest));
         self.cache.fill(digest, authenticated.clone(), read_at);
-        Ok(Some(authenticated))
+        Ok(Ok(authenticated))
     }
 }
 

@@ -1,6 +1,7 @@
 //! First start: the built-in `admin` role, and on an empty database an `admin` user with
 //! API access, so a newcomer can use grpcurl at once.
 
+use crate::domain::audit::Origin;
 use crate::domain::clock::Clock;
 use crate::domain::permissions::admin;
 use crate::domain::secret::{SecretDigest, SecretKind};
@@ -45,10 +46,12 @@ pub async fn ensure_admin_role(store: &dyn Store, clock: &dyn Clock) -> StoreRes
 /// with API access on, and returns its credentials. Returns `None` (changing nothing) when
 /// any user exists, so this is safe to run at every start and from every replica.
 ///
-/// The API token is `given` (already checked with [`check_given_token`]) or generated.
+/// The API token is `given` (already checked with [`check_given_token`]) or generated;
+/// `username` is canonical. `origin` says who asked, for the audit log.
 pub async fn bootstrap_admin(
     store: &dyn Store,
     clock: &dyn Clock,
+    origin: &Origin,
     username: &str,
     given: Option<&SecretString>,
 ) -> StoreResult<Option<BootstrapCredentials>> {
@@ -63,9 +66,15 @@ pub async fn bootstrap_admin(
         is_customer: false,
         roles: vec![ADMIN_ROLE.to_owned()],
     };
+    let event = origin
+        .event(clock.now(), "user.bootstrap", format!("user:{username}"))
+        .with("roles", vec![ADMIN_ROLE]);
     let created = store
-        .bootstrap_user(&user, &SecretDigest::of(&token), clock.now())
+        .bootstrap_user(&user, &SecretDigest::of(&token), &event)
         .await?;
+    if created {
+        super::audit::log(&event);
+    }
     Ok(created.then(|| BootstrapCredentials {
         username: username.to_owned(),
         api_token: token,

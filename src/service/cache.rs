@@ -97,7 +97,8 @@ impl CheckCache {
                 self.epoch.fetch_add(1, Ordering::SeqCst);
                 self.entries.invalidate_all();
             }
-            Notice::Documents => {}
+            // Not the cache's: documents and guessing limits have their own followers.
+            Notice::Documents | Notice::Blocked(..) | Notice::Unblocked(_) => {}
         }
     }
 

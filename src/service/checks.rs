@@ -4,6 +4,7 @@
 use super::ServiceError;
 use super::authenticator::{Authenticator, Outcome};
 use super::documents::{Documents, Snapshot};
+use crate::domain::audit::Origin;
 use crate::domain::permissions::Permission;
 use crate::domain::route_policy::{Requirement, Uncovered};
 use crate::domain::verdict::{Decision, decide};
@@ -63,10 +64,15 @@ impl Checker {
     /// Authenticates `header` and decides `target`. Malformed targets are refused
     /// before the credential is looked at; `Err` otherwise means the check could not be
     /// decided (storage failed), which callers must treat as a denial.
-    pub async fn check(&self, header: &str, target: &Target) -> Result<Checked, ServiceError> {
+    pub async fn check(
+        &self,
+        header: &str,
+        target: &Target,
+        origin: &Origin,
+    ) -> Result<Checked, ServiceError> {
         let documents = self.documents.current();
         let needs = needs(&documents, target)?;
-        let outcome = self.authenticator.authenticate(header).await?;
+        let outcome = self.authenticator.authenticate(header, origin).await?;
         let authn = outcome.as_deref().map_err(|e| *e);
         let decision = match needs {
             Needs::Permissions(required, named) => decide(authn, &required, |missing| {

@@ -8,6 +8,7 @@
 use super::ServiceError;
 use super::cache::CheckCache;
 use super::replicas::Notice;
+use crate::domain::audit::Origin;
 use crate::domain::clock::Clock;
 use crate::domain::document::DocumentError;
 use crate::domain::route_policy::RoutePolicy;
@@ -125,10 +126,13 @@ impl Documents {
         let now = clock.now();
         for (name, file) in [(CATALOG, &catalog_file), (POLICY, &policy_file)] {
             if let Some(file) = file {
+                let event = Origin::system()
+                    .event(now, "document.replace", document_target(name))
+                    .with("file", file.origin.as_str());
                 store
-                    .put_document(name, &file.text, Some(&file.digest), None, now)
+                    .put_document(name, &file.text, Some(&file.digest), None, &event)
                     .await?;
-                tracing::info!(document = name, file = %file.origin, "applied document file");
+                super::audit::log(&event);
             }
         }
         let snapshot = stored_snapshot(store.as_ref()).await?;
@@ -150,10 +154,11 @@ impl Documents {
     /// route policy names a scope it lacks. `validate_only` checks without storing.
     pub async fn replace_catalog(
         &self,
+        origin: &Origin,
         text: &str,
         validate_only: bool,
     ) -> Result<Arc<Snapshot>, ServiceError> {
-        self.replace(CATALOG, text, validate_only, |current| {
+        self.replace(origin, CATALOG, text, validate_only, |current| {
             let catalog = Catalog::parse(text).map_err(invalid_text)?;
             let policy = RoutePolicy::parse(current.policy.source(), &catalog).map_err(|e| {
                 ServiceError::FailedPrecondition(format!(
@@ -169,10 +174,11 @@ impl Documents {
     /// current catalog. `validate_only` checks without storing.
     pub async fn replace_policy(
         &self,
+        origin: &Origin,
         text: &str,
         validate_only: bool,
     ) -> Result<Arc<Snapshot>, ServiceError> {
-        self.replace(POLICY, text, validate_only, |current| {
+        self.replace(origin, POLICY, text, validate_only, |current| {
             let policy = RoutePolicy::parse(text, &current.catalog).map_err(invalid_text)?;
             Ok((current.catalog.clone(), policy))
         })
@@ -183,6 +189,7 @@ impl Documents {
     /// `name` and installs the pair (unless `validate_only`).
     async fn replace(
         &self,
+        origin: &Origin,
         name: &'static str,
         text: &str,
         validate_only: bool,
@@ -196,10 +203,10 @@ impl Documents {
         if !validate_only {
             // Stored only if the pair it was validated with is still the stored one.
             let validated = [(CATALOG, versions.0), (POLICY, versions.1)];
-            let now = self.clock.now();
+            let event = origin.event(self.clock.now(), "document.replace", document_target(name));
             let stored = self
                 .store
-                .put_document(name, text, None, Some(&validated), now)
+                .put_document(name, text, None, Some(&validated), &event)
                 .await?;
             let Some(version) = stored else {
                 return Err(ServiceError::FailedPrecondition(
@@ -208,7 +215,7 @@ impl Documents {
                         .into(),
                 ));
             };
-            tracing::info!(document = name, version, "document replaced");
+            super::audit::log(&event.with("version", version));
             if name == CATALOG {
                 versions.0 = version;
             } else {
@@ -278,6 +285,11 @@ impl Documents {
             self.cache.apply(&Notice::All);
         }
     }
+}
+
+/// How the audit log names a document.
+fn document_target(name: &str) -> String {
+    format!("document:{name}")
 }
 
 fn invalid_text(e: DocumentError) -> ServiceError {

@@ -4,6 +4,8 @@
 
 use super::ServiceError;
 use super::admin::{AdminService, canonical_permissions, check_issued_id, check_name};
+use super::audit;
+use crate::domain::audit::Origin;
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{IntegrationRecord, NewIntegration, SigningKeyRecord};
 use secrecy::SecretString;
@@ -12,6 +14,7 @@ impl AdminService {
     /// Creates an integration; returns it with its secret, shown only now.
     pub async fn create_integration(
         &self,
+        origin: &Origin,
         name: String,
         permissions: &[String],
     ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
@@ -25,10 +28,16 @@ impl AdminService {
             permissions: canonical_permissions(permissions)?,
             secret_digest: SecretDigest::of(&secret),
         };
-        let created = self
-            .store
-            .create_integration(&new, self.clock.now())
-            .await?;
+        let event = self
+            .event(
+                origin,
+                "integration.create",
+                integration_target(&new.client_id),
+            )
+            .with("name", new.name.as_str())
+            .with("permissions", new.permissions.clone());
+        let created = self.store.create_integration(&new, &event).await?;
+        audit::log(&event);
         Ok((created, secret))
     }
 
@@ -49,14 +58,21 @@ impl AdminService {
     /// Replaces the secret; the old one and every token issued with it die now.
     pub async fn rotate_integration_secret(
         &self,
+        origin: &Origin,
         client_id: &str,
     ) -> Result<(IntegrationRecord, SecretString), ServiceError> {
         check_issued_id("client_id", client_id)?;
         let secret = SecretKind::ClientSecret.generate();
+        let event = self.event(
+            origin,
+            "integration.rotate_secret",
+            integration_target(client_id),
+        );
         let integration = self
             .store
-            .rotate_integration_secret(client_id, &SecretDigest::of(&secret), self.clock.now())
+            .rotate_integration_secret(client_id, &SecretDigest::of(&secret), &event)
             .await?;
+        audit::log(&event);
         // Users' sessions it was the client of are cached under the users.
         self.cache.invalidate_all();
         Ok((integration, secret))
@@ -65,14 +81,22 @@ impl AdminService {
     /// Disables (ending every token) or re-enables an integration.
     pub async fn set_integration_active(
         &self,
+        origin: &Origin,
         client_id: &str,
         active: bool,
     ) -> Result<IntegrationRecord, ServiceError> {
         check_issued_id("client_id", client_id)?;
+        let action = if active {
+            "integration.enable"
+        } else {
+            "integration.disable"
+        };
+        let event = self.event(origin, action, integration_target(client_id));
         let integration = self
             .store
-            .set_integration_active(client_id, active, self.clock.now())
+            .set_integration_active(client_id, active, &event)
             .await?;
+        audit::log(&event);
         // Users' sessions it was the client of are cached under the users.
         self.cache.invalidate_all();
         Ok(integration)
@@ -81,25 +105,38 @@ impl AdminService {
     /// Replaces an integration's permissions.
     pub async fn set_integration_permissions(
         &self,
+        origin: &Origin,
         client_id: &str,
         permissions: &[String],
     ) -> Result<IntegrationRecord, ServiceError> {
         check_issued_id("client_id", client_id)?;
         let permissions = canonical_permissions(permissions)?;
+        let event = self
+            .event(
+                origin,
+                "integration.set_permissions",
+                integration_target(client_id),
+            )
+            .with("permissions", permissions.clone());
         let integration = self
             .store
-            .set_integration_permissions(client_id, &permissions, self.clock.now())
+            .set_integration_permissions(client_id, &permissions, &event)
             .await?;
+        audit::log(&event);
         self.cache.invalidate_principal(&integration.id);
         Ok(integration)
     }
 
     /// Deletes an integration and every token issued to it.
-    pub async fn delete_integration(&self, client_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete_integration(
+        &self,
+        origin: &Origin,
+        client_id: &str,
+    ) -> Result<(), ServiceError> {
         check_issued_id("client_id", client_id)?;
-        self.store
-            .delete_integration(client_id, self.clock.now())
-            .await?;
+        let event = self.event(origin, "integration.delete", integration_target(client_id));
+        self.store.delete_integration(client_id, &event).await?;
+        audit::log(&event);
         // Users' sessions it was the client of are cached under the users.
         self.cache.invalidate_all();
         Ok(())
@@ -112,8 +149,11 @@ impl AdminService {
     }
 
     /// Makes a new key the signer.
-    pub async fn rotate_signing_key(&self) -> Result<SigningKeyRecord, ServiceError> {
-        self.keys.rotate().await.map_err(key_error)
+    pub async fn rotate_signing_key(
+        &self,
+        origin: &Origin,
+    ) -> Result<SigningKeyRecord, ServiceError> {
+        self.keys.rotate(origin).await.map_err(key_error)
     }
 }
 
@@ -122,4 +162,9 @@ fn key_error(e: super::keys::KeyError) -> ServiceError {
         super::keys::KeyError::Store(e) => e.into(),
         other => ServiceError::Internal(other.to_string()),
     }
+}
+
+/// How the audit log names an integration.
+pub(super) fn integration_target(client_id: &str) -> String {
+    format!("integration:{client_id}")
 }

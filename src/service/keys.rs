@@ -9,6 +9,7 @@
 use crate::domain::access_token::{
     AccessClaims, TOKEN_TYPE, TokenPolicy, TokenRejection, is_access_token_type,
 };
+use crate::domain::audit::Origin;
 use crate::domain::clock::{Clock, UnixSeconds};
 use crate::domain::sealing::{MasterKey, SealError};
 use crate::store::{SigningKeyRecord, Store, StoreError};
@@ -123,8 +124,11 @@ impl KeyRing {
         let mut records = store.published_signing_keys(now).await?;
         if records.is_empty() {
             let first = new_key(&master, now);
-            store.add_signing_key(&first, now + retire_for).await?;
-            tracing::info!(kid = %first.kid, "generated the first signing key");
+            let event = Origin::system().event(now, "key.create", key_target(&first.kid));
+            store
+                .add_signing_key(&first, now + retire_for, &event)
+                .await?;
+            super::audit::log(&event);
             records = store.published_signing_keys(now).await?;
         }
         let keys = build(&master, records)?;
@@ -169,14 +173,17 @@ impl KeyRing {
 
     /// Makes a new key the signer; the old ones stay published until their tokens
     /// expire. Returns the new key's record.
-    pub async fn rotate(&self) -> Result<SigningKeyRecord, KeyError> {
+    pub async fn rotate(&self, origin: &Origin) -> Result<SigningKeyRecord, KeyError> {
         let now = self.clock.now();
         let new = new_key(&self.master, now);
+        let event = origin
+            .event(now, "key.rotate", key_target(&new.kid))
+            .with("retired_published_until", now + self.retire_for);
         self.store
-            .add_signing_key(&new, now + self.retire_for)
+            .add_signing_key(&new, now + self.retire_for, &event)
             .await?;
+        super::audit::log(&event);
         self.reload().await?;
-        tracing::info!(kid = %new.kid, "rotated the signing key");
         Ok(new)
     }
 
@@ -269,6 +276,11 @@ impl KeyRing {
 
 /// Checks the signature and algorithm only: claims are checked by
 /// [`AccessClaims::check`] against the service clock.
+/// How the audit log names a signing key.
+fn key_target(kid: &str) -> String {
+    format!("key:{kid}")
+}
+
 fn signature_only() -> Validation {
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.required_spec_claims.clear();

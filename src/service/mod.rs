@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apps;
+pub mod audit;
 pub mod authenticator;
 pub mod bootstrap;
 pub mod cache;
@@ -11,6 +12,7 @@ pub mod documents;
 pub mod error;
 pub mod integrations;
 pub mod keys;
+pub mod limits;
 pub mod passwords;
 pub mod replicas;
 pub mod tokens;

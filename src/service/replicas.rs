@@ -9,6 +9,9 @@
 
 use super::cache::CheckCache;
 use super::documents::Documents;
+use super::limits::GuessLimits;
+use crate::domain::clock::UnixSeconds;
+use crate::domain::guessing::{Guessed, LimitKey};
 use crate::store::{ChangeFeed, FeedEvent, Store};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -26,17 +29,27 @@ pub enum Notice {
     All,
     /// The scope catalog or route policy was replaced.
     Documents,
+    /// A guessing-limit counter tripped: refuse its secret unchecked until then.
+    Blocked(LimitKey, UnixSeconds),
+    /// A guessing-limit counter was cleared.
+    Unblocked(LimitKey),
 }
 
 impl Notice {
     /// The wire form: the sender's id, a space, a tag, a colon, the id.
     pub fn encode(&self, sender: &str) -> String {
+        let limit = |key: &LimitKey, until: UnixSeconds| {
+            let (secret, subject, source) = (key.secret.as_str(), &key.subject, &key.source);
+            format!("{until}|{secret}|{subject}|{source}")
+        };
         let (tag, id) = match self {
-            Self::Principal(id) => ("p", id.as_str()),
-            Self::Session(id) => ("s", id.as_str()),
-            Self::Credential(id) => ("c", id.as_str()),
-            Self::All => ("a", ""),
-            Self::Documents => ("d", ""),
+            Self::Principal(id) => ("p", id.clone()),
+            Self::Session(id) => ("s", id.clone()),
+            Self::Credential(id) => ("c", id.clone()),
+            Self::All => ("a", String::new()),
+            Self::Documents => ("d", String::new()),
+            Self::Blocked(key, until) => ("b", limit(key, *until)),
+            Self::Unblocked(key) => ("u", limit(key, 0)),
         };
         format!("{sender} {tag}:{id}")
     }
@@ -48,17 +61,38 @@ impl Notice {
     }
 
     fn decode_notice(text: &str) -> Option<Self> {
-        let (tag, id) = text.split_once(':')?;
-        let id = || (!id.is_empty()).then(|| id.to_owned());
+        let (tag, body) = text.split_once(':')?;
+        let id = || (!body.is_empty()).then(|| body.to_owned());
         match tag {
             "p" => id().map(Self::Principal),
             "s" => id().map(Self::Session),
             "c" => id().map(Self::Credential),
             "a" => Some(Self::All),
             "d" => Some(Self::Documents),
+            "b" => limit(body).map(|(key, until)| Self::Blocked(key, until)),
+            "u" => limit(body).map(|(key, _)| Self::Unblocked(key)),
             _ => None,
         }
     }
+}
+
+/// Reads `until|secret|subject|source`. Subjects (canonical usernames) and sources (IP
+/// addresses and prefixes) never contain `|`.
+fn limit(text: &str) -> Option<(LimitKey, UnixSeconds)> {
+    let mut parts = text.split('|');
+    let until = parts.next()?.parse().ok()?;
+    let secret = Guessed::parse(parts.next()?)?;
+    let subject = parts.next()?.to_owned();
+    let source = parts.next()?.to_owned();
+    if parts.next().is_some() || subject.is_empty() {
+        return None;
+    }
+    let key = LimitKey {
+        secret,
+        subject,
+        source,
+    };
+    Some((key, until))
 }
 
 /// This replica's link to the others: notices the cache announces, waiting to be sent,
@@ -93,16 +127,11 @@ pub async fn connect(store: &dyn Store, cache: &CheckCache) -> Option<Link> {
 impl Link {
     /// Runs the link until aborted: sends this replica's notices and applies the
     /// others'.
-    pub async fn run(
-        self,
-        store: Arc<dyn Store>,
-        cache: Arc<CheckCache>,
-        documents: Arc<Documents>,
-    ) {
+    pub async fn run(self, store: Arc<dyn Store>, followers: Followers) {
         let Self { outbox, feed, id } = self;
         tokio::join!(
             send_notices(store, outbox, &id),
-            follow_notices(feed, cache, documents, &id)
+            follow_notices(feed, followers, &id)
         );
     }
 }
@@ -127,13 +156,23 @@ async fn send_notices(
 /// How long to wait before sending a notice again.
 const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// What acts on the other replicas' notices.
+pub struct Followers {
+    /// Drops stale credentials.
+    pub cache: Arc<CheckCache>,
+    /// Reloads the scope catalog and route policy.
+    pub documents: Arc<Documents>,
+    /// Holds tripped API-token counters.
+    pub limits: Arc<GuessLimits>,
+}
+
 /// Applies the other replicas' notices.
-async fn follow_notices(
-    mut feed: Box<dyn ChangeFeed>,
-    cache: Arc<CheckCache>,
-    documents: Arc<Documents>,
-    id: &str,
-) {
+async fn follow_notices(mut feed: Box<dyn ChangeFeed>, followers: Followers, id: &str) {
+    let Followers {
+        cache,
+        documents,
+        limits,
+    } = followers;
     loop {
         let notice = match feed.next().await {
             FeedEvent::Subscribed => {
@@ -148,12 +187,14 @@ async fn follow_notices(
                 None => Notice::All,
             },
         };
-        if notice == Notice::Documents {
-            if let Err(e) = documents.reload().await {
-                tracing::warn!(error = %e, "could not reload documents after a notice");
+        match notice {
+            Notice::Documents => {
+                if let Err(e) = documents.reload().await {
+                    tracing::warn!(error = %e, "could not reload documents after a notice");
+                }
             }
-        } else {
-            cache.apply(&notice);
+            Notice::Blocked(..) | Notice::Unblocked(_) => limits.apply(&notice),
+            _ => cache.apply(&notice),
         }
     }
 }
@@ -170,12 +211,37 @@ mod tests {
             Notice::Credential("app_token:t1".into()),
             Notice::All,
             Notice::Documents,
+            Notice::Blocked(
+                LimitKey {
+                    secret: Guessed::ApiToken,
+                    subject: "alice".into(),
+                    source: "2001:db8::/64".into(),
+                },
+                1_800_000_000,
+            ),
+            Notice::Unblocked(LimitKey {
+                secret: Guessed::ApiToken,
+                subject: "alice".into(),
+                source: String::new(),
+            }),
         ];
         for notice in notices {
             let text = notice.encode("r1");
             assert_eq!(Notice::decode(&text), Some(("r1", notice)));
         }
-        for bad in ["", "r1 p:", "r1 x:1", "r1 p", "r1 all", "p:u1"] {
+        for bad in [
+            "",
+            "r1 p:",
+            "r1 x:1",
+            "r1 p",
+            "r1 all",
+            "p:u1",
+            "r1 b:1|api_token|alice",
+            "r1 b:x|api_token|alice|",
+            "r1 b:1|nope|alice|",
+            "r1 b:1|api_token||",
+            "r1 u:1|api_token|a|b|c",
+        ] {
             assert_eq!(Notice::decode(bad), None, "{bad:?}");
         }
     }

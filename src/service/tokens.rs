@@ -13,14 +13,19 @@
 //! `decrypt` sets a regeneration deadline), and it comes without a refresh token.
 
 use super::ServiceError;
-use super::apps::app_token_credential_id;
+use super::apps::{app_token_credential_id, app_token_target};
+use super::audit;
 use super::cache::CheckCache;
 use super::documents::Documents;
 use super::error::OAuthError;
+use super::integrations::integration_target;
 use super::keys::KeyRing;
+use super::limits::{AdmitError, Guess, GuessLimits};
 use super::passwords::Passwords;
 use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
+use crate::domain::audit::{Actor, Event, Origin, Outcome};
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
+use crate::domain::guessing::Guessed;
 use crate::domain::names;
 use crate::domain::permissions::Permission;
 use crate::domain::scopes::{self, Catalog, ScopeError};
@@ -32,7 +37,7 @@ use std::sync::Arc;
 /// The client id of callers that are not integrations (e.g. a login page).
 pub const PUBLIC_CLIENT: &str = "public";
 /// Longest username-or-email the password grant looks up.
-const MAX_LOGIN: usize = names::MAX_EMAIL;
+pub const MAX_LOGIN: usize = names::MAX_EMAIL;
 
 /// Token lifetimes and the issuer and audience tokens are minted for.
 #[derive(Debug, Clone)]
@@ -60,6 +65,8 @@ pub struct GrantRequest {
     pub refresh: RefreshGrant,
     /// Requested scopes, space-separated (RFC 6749 §3.3); empty for none.
     pub scope: String,
+    /// Who asks, from where.
+    pub origin: Origin,
 }
 
 /// Client id and secret as presented.
@@ -140,6 +147,7 @@ impl Client {
 /// Issues, refreshes and revokes OAuth2 tokens.
 pub struct Tokens {
     store: Arc<dyn Store>,
+    limits: Arc<GuessLimits>,
     keys: Arc<KeyRing>,
     passwords: Arc<Passwords>,
     cache: Arc<CheckCache>,
@@ -175,8 +183,13 @@ impl Granted {
 
 impl Tokens {
     /// Builds the service.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "built once, by the server's wiring"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
+        limits: Arc<GuessLimits>,
         keys: Arc<KeyRing>,
         passwords: Arc<Passwords>,
         cache: Arc<CheckCache>,
@@ -186,6 +199,7 @@ impl Tokens {
     ) -> Self {
         Self {
             store,
+            limits,
             keys,
             passwords,
             cache,
@@ -197,17 +211,19 @@ impl Tokens {
 
     /// The token endpoint: dispatches on `grant_type`.
     pub async fn grant(&self, request: GrantRequest) -> Result<Issued, ServiceError> {
+        let origin = &request.origin;
         match request.grant_type.as_str() {
             "client_credentials" => {
-                self.client_credentials(&request.client, &request.scope)
+                self.client_credentials(origin, &request.client, &request.scope)
                     .await
             }
             "password" => {
                 let login = (request.username.as_str(), request.password);
-                self.password(&request.client, login, &request.scope).await
+                self.password(origin, &request.client, login, &request.scope)
+                    .await
             }
             "refresh_token" => {
-                self.refresh(&request.client, &request.refresh, &request.scope)
+                self.refresh(origin, &request.client, &request.refresh, &request.scope)
                     .await
             }
             "" => Err(OAuthError::InvalidRequest("grant_type is required").into()),
@@ -217,10 +233,12 @@ impl Tokens {
 
     async fn client_credentials(
         &self,
+        origin: &Origin,
         presented: &ClientCredentials,
         scope: &str,
     ) -> Result<Issued, ServiceError> {
-        let client = self.authenticate_client(presented).await?;
+        let login = Login::new(origin, "client_credentials", self.clock.now());
+        let client = self.authenticate_client(&login, presented).await?;
         let guard = SessionGuard {
             password_hash: None,
             client: client.guard(),
@@ -246,38 +264,77 @@ impl Tokens {
             None,
             now,
         );
+        let event = login.success(&session, now);
         // Rotated or disabled between authentication and now.
-        if !self.store.create_session(&session, &guard, now).await? {
+        if !self.store.create_session(&session, &guard, &event).await? {
+            self.record(login.failed("client_changed")).await;
             return Err(OAuthError::InvalidClient.into());
         }
-        tracing::info!(integration = %id, session = %session.id, scope = %session.scopes, "client_credentials token issued");
+        audit::log(&event);
         self.issue_for(&session, &id, opaque, None, now)
     }
 
     async fn password(
         &self,
+        origin: &Origin,
         client: &ClientCredentials,
-        (login, password): (&str, SecretString),
+        (login_name, password): (&str, SecretString),
         scope: &str,
     ) -> Result<Issued, ServiceError> {
-        if login.is_empty() || password.expose_secret().is_empty() {
+        if login_name.is_empty() || password.expose_secret().is_empty() {
             return Err(OAuthError::InvalidRequest("username and password are required").into());
         }
-        let client = self.authenticate_client(client).await?;
-        if login.len() > MAX_LOGIN {
-            return Err(OAuthError::InvalidGrant.into());
+        if login_name.len() > MAX_LOGIN {
+            return Err(OAuthError::InvalidRequest("username is too long").into());
         }
-        let email = names::normalize_email(login).unwrap_or_default();
-        let user = self.store.find_login(login, &email).await?;
+        let login = Login::new(origin, "password", self.clock.now());
+        let client = self.authenticate_client(&login, client).await?;
+        // One namespace: the key names at most one user, by username or email.
+        let key = names::login_key(login_name);
+        let user = self.store.find_login(&key).await?;
+        let login = match &user {
+            Some(u) => login.of_user(&u.id, &u.username),
+            None => login.of_unknown(&key),
+        };
+        let guess = Guess {
+            secret: Guessed::Password,
+            subject: user
+                .as_ref()
+                .map_or_else(|| key.clone(), |u| u.username.clone()),
+            source: origin.client_address.clone(),
+        };
+        // Charged before argon2 runs, so a blocked attempt costs no hashing.
+        match self.limits.admit(&guess, &login.origin).await {
+            Ok(()) => {}
+            Err(AdmitError::Limited(_)) => {
+                self.record(login.limited()).await;
+                return Err(OAuthError::InvalidGrant.into());
+            }
+            Err(AdmitError::Store(e)) => return Err(e.into()),
+        }
         let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         // Runs argon2 even for unknown users, so neither timing nor the answer tells.
         let matches = self.passwords.verify(password, stored.clone()).await?;
-        let (Some(user), Some(hash), true) = (user, stored, matches) else {
-            return Err(OAuthError::InvalidGrant.into());
+        let (user, hash) = match (user, stored, matches) {
+            (Some(user), Some(hash), true) if user.active => (user, hash),
+            (Some(user), Some(_), true) if !user.active => {
+                self.record(login.failed("user_disabled")).await;
+                return Err(OAuthError::InvalidGrant.into());
+            }
+            (Some(_), Some(_), _) => {
+                self.record(login.failed("wrong_password")).await;
+                return Err(OAuthError::InvalidGrant.into());
+            }
+            (Some(_), None, _) => {
+                self.record(login.failed("no_password_set")).await;
+                return Err(OAuthError::InvalidGrant.into());
+            }
+            (None, ..) => {
+                self.record(login.failed("unknown_user")).await;
+                return Err(OAuthError::InvalidGrant.into());
+            }
         };
-        if !user.active {
-            return Err(OAuthError::InvalidGrant.into());
-        }
+        self.limits.refund(&guess).await;
         let subject = Subject::User(user.id.clone());
         let granted = self.obtainable(&subject, scope).await?;
         let now = self.clock.now();
@@ -296,13 +353,27 @@ impl Tokens {
             password_hash: Some(hash),
             client: client.guard(),
         };
+        let event = login.success(&session, now);
         // Disabled, password changed, or client rotated between the checks and now.
-        if !self.store.create_session(&session, &guard, now).await? {
+        if !self.store.create_session(&session, &guard, &event).await? {
+            self.record(login.failed("credentials_changed")).await;
             return Err(OAuthError::InvalidGrant.into());
         }
-        tracing::info!(user = %user.id, session = %session.id, scope = %session.scopes, "password login");
+        audit::log(&event);
         let issued_refresh = refresh.map(|(_, issued)| issued);
         self.issue_for(&session, &user.id, opaque, issued_refresh, now)
+    }
+
+    /// Records an event that goes with no change (a refused attempt). The answer is a
+    /// refusal either way, so a storage failure here is logged rather than returned.
+    async fn record(&self, event: Event) {
+        match self.store.record_event(&event).await {
+            Ok(()) => audit::log(&event),
+            Err(e) => {
+                tracing::error!(error = %e, action = event.action, "could not record an audit event");
+                audit::log(&event);
+            }
+        }
     }
 
     /// The scopes asked for, normalised, once the subject is known to hold what each
@@ -447,6 +518,7 @@ impl Tokens {
     /// Exchanges a refresh token: one use each; a second use revokes the family.
     pub async fn refresh(
         &self,
+        origin: &Origin,
         client: &ClientCredentials,
         grant: &RefreshGrant,
         scope: &str,
@@ -455,7 +527,12 @@ impl Tokens {
         if presented.is_empty() {
             return Err(OAuthError::InvalidRequest("refresh_token is required").into());
         }
-        let client = self.authenticate_client(client).await?;
+        let client = self
+            .authenticate_client(
+                &Login::new(origin, "refresh_token", self.clock.now()),
+                client,
+            )
+            .await?;
         if !SecretKind::RefreshToken.matches_shape(presented) {
             return Err(OAuthError::InvalidGrant.into());
         }
@@ -464,8 +541,13 @@ impl Tokens {
             return Err(OAuthError::InvalidGrant.into());
         };
         let now = self.clock.now();
+        let origin = origin.acting(Actor {
+            id: format!("user:{}", record.user_id),
+            name: String::new(),
+            credential: "refresh_token".into(),
+        });
         if record.used {
-            self.revoke_family(&record.session_id, now).await?;
+            self.revoke_family(&origin, &record.session_id, now).await?;
             return Err(OAuthError::InvalidGrant.into());
         }
         let csrf = grant.csrf_token.expose_secret();
@@ -485,15 +567,20 @@ impl Tokens {
         let scopes = granted.joined();
         let narrowed = scopes != record.scopes;
         let (next, issued_refresh) = self.new_refresh(record.expires_at, now);
+        let event = origin
+            .event(now, "token.refresh", session_target(&record.session_id))
+            .with("scope", scopes.as_str())
+            .with("client_id", record.client_id.as_str());
         if !self
             .store
-            .rotate_refresh_token(&digest, &next, &scopes, now)
+            .rotate_refresh_token(&digest, &next, &scopes, &event)
             .await?
         {
             // Another exchange of the same token won the race: that is reuse too.
-            self.revoke_family(&record.session_id, now).await?;
+            self.revoke_family(&origin, &record.session_id, now).await?;
             return Err(OAuthError::InvalidGrant.into());
         }
+        audit::log(&event);
         if narrowed {
             // Earlier tokens of the session are cached with the wider scopes.
             self.cache.invalidate_session(&record.session_id);
@@ -512,6 +599,7 @@ impl Tokens {
     /// already revoked tokens succeed without effect.
     pub async fn revoke(
         &self,
+        origin: &Origin,
         token: &SecretString,
         hint: &str,
         client: &ClientCredentials,
@@ -523,13 +611,30 @@ impl Tokens {
         if text.is_empty() {
             return Err(OAuthError::InvalidRequest("token is required").into());
         }
-        let client = self.authenticate_client(client).await?;
+        let client = self
+            .authenticate_client(&Login::new(origin, "revoke", self.clock.now()), client)
+            .await?;
+        let origin = match &client {
+            Client::Public => origin.clone(),
+            Client::Integration { id, client_id, .. } => {
+                origin.acting(integration_actor(id, client_id))
+            }
+        };
+        let now = self.clock.now();
         // The token's shape says what it is; the hint is only a hint.
         if SecretKind::AppToken.matches_shape(text) {
-            // App tokens have no session: holding one is enough to end it.
+            // App tokens have no session: holding one is enough to end it. The store
+            // names the token it found as the target.
             let digest = SecretDigest::of(token);
-            if let Some(revoked) = self.store.revoke_app_token_by_digest(&digest).await? {
-                tracing::info!(app_token = %revoked.id, "app token revoked");
+            let event = origin.event(now, "app_token.revoke", app_token_target("?"));
+            if let Some(revoked) = self
+                .store
+                .revoke_app_token_by_digest(&digest, &event)
+                .await?
+            {
+                let mut event = event.with("app_id", revoked.app_id.as_str());
+                event.target = app_token_target(&revoked.id);
+                audit::log(&event);
                 self.cache
                     .invalidate_credential(&app_token_credential_id(&revoked.id));
             }
@@ -569,49 +674,94 @@ impl Tokens {
         if owner != PUBLIC_CLIENT && owner != client.client_id() {
             return Err(OAuthError::InvalidClient.into());
         }
-        if self
-            .store
-            .revoke_session(&session_id, self.clock.now())
-            .await?
-        {
-            tracing::info!(session = %session_id, "session revoked");
+        let event = origin.event(now, "token.revoke", session_target(&session_id));
+        if self.store.revoke_session(&session_id, &event).await? {
+            audit::log(&event);
         }
         self.cache.invalidate_session(&session_id);
         Ok(())
     }
 
-    async fn revoke_family(&self, session_id: &str, now: UnixSeconds) -> Result<(), ServiceError> {
-        self.store.revoke_session(session_id, now).await?;
+    /// A used refresh token came back: the whole family ends (RFC 9700 §4.14.2). The
+    /// reuse is recorded even when the session had ended already: it is a sign of theft.
+    async fn revoke_family(
+        &self,
+        origin: &Origin,
+        session_id: &str,
+        now: UnixSeconds,
+    ) -> Result<(), ServiceError> {
+        let event = origin
+            .event(now, "token.reuse", session_target(session_id))
+            .ended(Outcome::Failure, "refresh_token_reused");
+        if self.store.revoke_session(session_id, &event).await? {
+            audit::log(&event);
+        } else {
+            self.record(event.with("session_already_ended", true)).await;
+        }
         self.cache.invalidate_session(session_id);
-        tracing::warn!(session = %session_id, "refresh token reused; session revoked");
         Ok(())
     }
 
-    /// The public client, or the integration whose id and secret were presented.
+    /// The public client, or the integration whose id and secret were presented. A
+    /// secret is checked by digest first; a wrong one is charged to the client id's
+    /// guessing limit, and a right one passes only while that limit allows it.
     async fn authenticate_client(
         &self,
+        login: &Login,
         client: &ClientCredentials,
     ) -> Result<Client, ServiceError> {
         let secret = client.client_secret.expose_secret();
-        if client.client_id.is_empty() || client.client_id == PUBLIC_CLIENT {
+        let client_id = client.client_id.as_str();
+        if client_id.is_empty() || client_id == PUBLIC_CLIENT {
             if !secret.is_empty() {
                 return Err(OAuthError::InvalidClient.into());
             }
             return Ok(Client::Public);
         }
-        if !SecretKind::ClientSecret.matches_shape(secret) || client.client_id.len() > 128 {
+        // No id identityd issued looks otherwise: nothing to look up or count.
+        if !is_client_id(client_id) {
+            self.record(login.client_refused(client_id, Outcome::Failure, "unknown_client"))
+                .await;
             return Err(OAuthError::InvalidClient.into());
         }
+        let guess = Guess {
+            secret: Guessed::ClientSecret,
+            subject: client_id.to_owned(),
+            source: login.origin.client_address.clone(),
+        };
+        let found = self.store.find_client(client_id).await?;
         let digest = SecretDigest::of(&client.client_secret);
-        match self.store.find_client(&client.client_id).await? {
-            Some(found) if found.active && found.secret_digest.ct_eq(&digest) => {
-                Ok(Client::Integration {
-                    id: found.id,
-                    client_id: found.client_id,
-                    secret_digest: found.secret_digest,
-                })
+        let refusal = match &found {
+            None => "unknown_client",
+            Some(f) if !f.secret_digest.ct_eq(&digest) => "wrong_client_secret",
+            Some(f) if !f.active => "client_disabled",
+            Some(_) => "",
+        };
+        let limited = if refusal.is_empty() {
+            self.limits.check_right(&guess).await
+        } else {
+            self.limits
+                .charge_failure(&guess, &login.origin)
+                .await
+                .map_err(AdmitError::Store)
+        };
+        match (limited, found) {
+            (Err(AdmitError::Store(e)), _) => Err(e.into()),
+            (Err(AdmitError::Limited(_)), _) => {
+                let event = login.client_refused(client_id, Outcome::Limited, "");
+                self.record(event).await;
+                Err(OAuthError::InvalidClient.into())
             }
-            _ => Err(OAuthError::InvalidClient.into()),
+            (Ok(()), Some(found)) if refusal.is_empty() => Ok(Client::Integration {
+                id: found.id,
+                client_id: found.client_id,
+                secret_digest: found.secret_digest,
+            }),
+            (Ok(()), _) => {
+                let event = login.client_refused(client_id, Outcome::Failure, refusal);
+                self.record(event).await;
+                Err(OAuthError::InvalidClient.into())
+            }
         }
     }
 
@@ -675,4 +825,121 @@ impl Tokens {
 
 fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// A client id identityd could have issued (`idc_` and 32 hex digits, as
+/// `create_integration` makes them; a little room for other shapes of the same alphabet).
+fn is_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How the audit log names a session.
+fn session_target(session_id: &str) -> String {
+    format!("session:{session_id}")
+}
+
+fn integration_actor(id: &str, client_id: &str) -> Actor {
+    Actor {
+        id: format!("integration:{id}"),
+        name: client_id.to_owned(),
+        credential: format!("client_secret:{client_id}"),
+    }
+}
+
+/// One attempt at a grant, as the audit log tells it: `login` events for the password
+/// and client-credentials grants, and the client refusals of every grant.
+struct Login {
+    origin: Origin,
+    grant: &'static str,
+    /// When the attempt began; refusals are recorded at this time.
+    at: UnixSeconds,
+    /// What was logged in to: `user:<username>`, `login:<key>` for no account, or the
+    /// integration.
+    target: String,
+}
+
+impl Login {
+    fn new(origin: &Origin, grant: &'static str, at: UnixSeconds) -> Self {
+        Self {
+            origin: origin.clone(),
+            grant,
+            at,
+            target: String::new(),
+        }
+    }
+
+    /// The password grant found the user `username`.
+    fn of_user(self, id: &str, username: &str) -> Self {
+        Self {
+            origin: self.origin.acting(Actor {
+                id: format!("user:{id}"),
+                name: username.to_owned(),
+                credential: "password".into(),
+            }),
+            target: format!("user:{username}"),
+            ..self
+        }
+    }
+
+    /// The password grant named no account.
+    fn of_unknown(self, key: &str) -> Self {
+        Self {
+            origin: self.origin.acting(Actor {
+                credential: "password".into(),
+                ..Actor::anonymous()
+            }),
+            target: format!("login:{key}"),
+            ..self
+        }
+    }
+
+    fn event(&self, at: UnixSeconds, target: &str) -> Event {
+        let action = match self.grant {
+            "password" | "client_credentials" => "login",
+            "refresh_token" => "token.refresh",
+            _ => "token.revoke",
+        };
+        self.origin
+            .event(at, action, target)
+            .with("grant", self.grant)
+    }
+
+    fn success(&self, session: &NewSession, at: UnixSeconds) -> Event {
+        let target = match &session.subject {
+            Subject::Integration(_) => integration_target(&session.client_id),
+            Subject::User(_) => self.target.clone(),
+        };
+        let mut event = self
+            .event(at, &target)
+            .with("session", session.id.as_str())
+            .with("scope", session.scopes.as_str())
+            .with("client_id", session.client_id.as_str());
+        if let Subject::Integration(id) = &session.subject {
+            event.actor = integration_actor(id, &session.client_id);
+        }
+        event
+    }
+
+    fn failed(&self, reason: &str) -> Event {
+        self.event(self.at, &self.target)
+            .ended(Outcome::Failure, reason)
+    }
+
+    fn limited(&self) -> Event {
+        self.event(self.at, &self.target)
+            .ended(Outcome::Limited, "")
+    }
+
+    /// The client authentication of any grant refused: `reason` for a failure, empty
+    /// when limited.
+    fn client_refused(&self, client_id: &str, outcome: Outcome, reason: &str) -> Event {
+        let mut event = self
+            .event(self.at, &integration_target(client_id))
+            .ended(outcome, reason);
+        event.actor.credential = format!("client_secret:{client_id}");
+        event
+    }
 }

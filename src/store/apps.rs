@@ -2,6 +2,7 @@
 //! [`Store`](super::Store), implemented for both backends by the macro below.
 
 use super::StoreResult;
+use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
 use async_trait::async_trait;
@@ -117,25 +118,22 @@ pub struct AppTokenPrincipal {
     pub attached: Option<AttachedUserState>,
 }
 
-/// Apps and app tokens. Every method that changes state is one transaction.
+/// Apps and app tokens. Every method that changes state is one transaction, which also
+/// writes the audit event it is given (whose time is the time of the change).
 #[async_trait]
 pub trait AppStore: Send + Sync + 'static {
     /// Creates an app. `AlreadyExists` when the name is taken, `NotFound` when the
     /// attached user does not exist.
-    async fn create_app(&self, new: &NewApp, now: UnixSeconds) -> StoreResult<AppRecord>;
+    async fn create_app(&self, new: &NewApp, event: &Event) -> StoreResult<AppRecord>;
     /// Reads an app by id.
     async fn get_app(&self, id: &str) -> StoreResult<AppRecord>;
     /// All apps by name.
     async fn list_apps(&self) -> StoreResult<Vec<AppRecord>>;
     /// Changes an app. Errors as for `create_app`.
-    async fn update_app(
-        &self,
-        id: &str,
-        patch: &AppPatch,
-        now: UnixSeconds,
-    ) -> StoreResult<AppRecord>;
+    async fn update_app(&self, id: &str, patch: &AppPatch, event: &Event)
+    -> StoreResult<AppRecord>;
     /// Deletes an app and its tokens.
-    async fn delete_app(&self, id: &str) -> StoreResult<()>;
+    async fn delete_app(&self, id: &str, event: &Event) -> StoreResult<()>;
 
     /// Stores a token for an app holding fewer than `max_tokens`; `Precondition` when it
     /// holds that many, `AlreadyExists` when the app has a token of that name.
@@ -143,16 +141,23 @@ pub trait AppStore: Send + Sync + 'static {
         &self,
         new: &NewAppToken,
         max_tokens: u32,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<AppTokenRecord>;
     /// An app's tokens, oldest first; `NotFound` when the app does not exist.
     async fn list_app_tokens(&self, app_id: &str) -> StoreResult<Vec<AppTokenRecord>>;
     /// Deletes one token of one app and returns what it was.
-    async fn revoke_app_token(&self, app_id: &str, token_id: &str) -> StoreResult<AppTokenRecord>;
-    /// Deletes the token with this digest, if any, and returns what it was.
+    async fn revoke_app_token(
+        &self,
+        app_id: &str,
+        token_id: &str,
+        event: &Event,
+    ) -> StoreResult<AppTokenRecord>;
+    /// Deletes the token with this digest, if any, and returns what it was; records
+    /// `event`, with the token's id as target, only when there was one.
     async fn revoke_app_token_by_digest(
         &self,
         digest: &SecretDigest,
+        event: &Event,
     ) -> StoreResult<Option<AppTokenRecord>>;
     /// The token with this digest, its app and the attached user, with their current
     /// permissions.
@@ -422,7 +427,8 @@ macro_rules! impl_app_store {
 
         #[async_trait::async_trait]
         impl AppStore for $store {
-            async fn create_app(&self, new: &NewApp, now: UnixSeconds) -> StoreResult<AppRecord> {
+            async fn create_app(&self, new: &NewApp, event: &Event) -> StoreResult<AppRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let user_id = Self::attached_user_id(&mut tx, new.attached_user.as_deref()).await?;
                 sqlx::query(apps::INSERT_APP)
@@ -441,6 +447,7 @@ macro_rules! impl_app_store {
                 )
                 .await?;
                 let app = Self::fetch_app(&mut tx, &new.id).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(app)
             }
@@ -461,8 +468,9 @@ macro_rules! impl_app_store {
                 &self,
                 id: &str,
                 patch: &AppPatch,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<AppRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let user_id = match &patch.attached_user {
                     Some(username) => Self::attached_user_id(&mut tx, username.as_deref()).await?,
@@ -493,11 +501,12 @@ macro_rules! impl_app_store {
                         .await?;
                 }
                 let app = Self::fetch_app(&mut tx, id).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(app)
             }
 
-            async fn delete_app(&self, id: &str) -> StoreResult<()> {
+            async fn delete_app(&self, id: &str, event: &Event) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 let deleted = sqlx::query("DELETE FROM apps WHERE id = $1")
                     .bind(id)
@@ -506,6 +515,7 @@ macro_rules! impl_app_store {
                 if deleted.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("app '{id}'")));
                 }
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -514,8 +524,9 @@ macro_rules! impl_app_store {
                 &self,
                 new: &NewAppToken,
                 max_tokens: u32,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<AppTokenRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 sqlx::query_scalar::<_, String>(apps::LOCK_APP)
                     .bind(&new.app_id)
@@ -550,6 +561,7 @@ macro_rules! impl_app_store {
                     }
                     other => other?,
                 };
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(token.into())
             }
@@ -572,6 +584,7 @@ macro_rules! impl_app_store {
                 &self,
                 app_id: &str,
                 token_id: &str,
+                event: &Event,
             ) -> StoreResult<AppTokenRecord> {
                 let mut tx = self.begin_write().await?;
                 let token = sqlx::query_as::<_, apps::AppTokenRow>(apps::REVOKE_APP_TOKEN)
@@ -580,6 +593,7 @@ macro_rules! impl_app_store {
                     .fetch_optional(&mut *tx)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("app token '{token_id}'")))?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(token.into())
             }
@@ -587,6 +601,7 @@ macro_rules! impl_app_store {
             async fn revoke_app_token_by_digest(
                 &self,
                 digest: &SecretDigest,
+                event: &Event,
             ) -> StoreResult<Option<AppTokenRecord>> {
                 let mut tx = self.begin_write().await?;
                 let token =
@@ -594,8 +609,15 @@ macro_rules! impl_app_store {
                         .bind(digest.as_bytes())
                         .fetch_optional(&mut *tx)
                         .await?;
+                let Some(token) = token else {
+                    return Ok(None);
+                };
+                let mut event = event.clone();
+                event.target = format!("app_token:{}", token.id);
+                let event = event.with("app_id", token.app_id.as_str());
+                Self::write_event(&mut tx, &event).await?;
                 tx.commit().await?;
-                Ok(token.map(AppTokenRecord::from))
+                Ok(Some(token.into()))
             }
 
             async fn find_app_token(

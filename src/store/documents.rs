@@ -3,6 +3,7 @@
 //! of them and survives restarts.
 
 use super::StoreResult;
+use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
 use async_trait::async_trait;
 
@@ -34,14 +35,15 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// one given (0 for a document never stored), checked under a lock that orders
     /// concurrent writers; otherwise nothing changes and `None` is returned. Documents
     /// are validated as a set, so this keeps two replicas from each storing a document
-    /// that fits only the other's stale copy.
+    /// that fits only the other's stale copy. `event` is recorded, with the new version,
+    /// when the document is stored.
     async fn put_document(
         &self,
         name: &str,
         body: &str,
         file_digest: Option<&[u8]>,
         expected: Option<&[(&str, i64)]>,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<Option<i64>>;
 }
 
@@ -106,7 +108,7 @@ macro_rules! impl_document_store {
                 body: &str,
                 file_digest: Option<&[u8]>,
                 expected: Option<&[(&str, i64)]>,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<Option<i64>> {
                 let mut tx = self.begin_write().await?;
                 if let Some(expected) = expected {
@@ -128,9 +130,10 @@ macro_rules! impl_document_store {
                     .bind(name)
                     .bind(body)
                     .bind(file_digest)
-                    .bind(now)
+                    .bind(event.at)
                     .fetch_one(&mut *tx)
                     .await?;
+                Self::write_event(&mut tx, &event.clone().with("version", version)).await?;
                 tx.commit().await?;
                 Ok(Some(version))
             }

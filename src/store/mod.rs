@@ -5,7 +5,9 @@
 //! transaction, so nothing the service has acknowledged is ever half-applied.
 
 mod apps;
+mod audit;
 mod documents;
+mod limits;
 mod notices;
 mod oauth;
 mod oauth_sql;
@@ -14,6 +16,7 @@ mod rows;
 mod sql;
 mod sqlite;
 
+use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
 use async_trait::async_trait;
@@ -24,7 +27,9 @@ pub use apps::{
     AppPatch, AppRecord, AppStore, AppTokenPrincipal, AppTokenRecord, AttachedUserState, NewApp,
     NewAppToken,
 };
+pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use documents::{DocumentRecord, DocumentStore};
+pub use limits::{LimitRecord, LimitStore};
 pub use notices::{CHANNEL as NOTICE_CHANNEL, ChangeFeed, FeedEvent, NoticeStore};
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,
@@ -55,6 +60,10 @@ pub enum StoreError {
     /// Migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database holds users whose names would clash in one login namespace; the
+    /// text names them.
+    #[error("cannot make usernames and emails one login namespace: {0}")]
+    LoginNameClashes(String),
 }
 
 /// Result of store calls.
@@ -176,9 +185,12 @@ pub struct BuiltinRole {
 }
 
 /// Persistent state of identityd. Implementations must make every method that changes
-/// state a single transaction.
+/// state a single transaction, and write the audit [`Event`] it is given (its time is
+/// the time of the change) in that transaction.
 #[async_trait]
-pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
+pub trait Store:
+    OAuthStore + DocumentStore + AppStore + NoticeStore + AuditStore + LimitStore
+{
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
     /// One cheap round trip: is the database reachable?
@@ -196,32 +208,33 @@ pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
         &self,
         user: &NewUser,
         digest: &SecretDigest,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<bool>;
 
-    /// Creates a user.
-    async fn create_user(&self, user: &NewUser, now: UnixSeconds) -> StoreResult<UserRecord>;
+    /// Creates a user, entering its username and email in the login namespace:
+    /// `AlreadyExists` when either is another user's username or email.
+    async fn create_user(&self, user: &NewUser, event: &Event) -> StoreResult<UserRecord>;
     /// Reads a user.
     async fn get_user(&self, username: &str) -> StoreResult<UserRecord>;
     /// Users with username greater than `after`, ordered by username, at most `limit`.
     async fn list_users(&self, after: &str, limit: u32) -> StoreResult<Vec<UserRecord>>;
-    /// Changes a user.
+    /// Changes a user; a new email must not be another user's username or email.
     async fn update_user(
         &self,
         username: &str,
         patch: &UserPatch,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
     /// Deletes a user and revokes everything of it, as [`Store::revoke_user_credentials`]
     /// does; apps attached to it are also deactivated and detached (never left attached
     /// to nobody and active, which would widen them). Returns the deleted user's id.
-    async fn delete_user(&self, username: &str, now: UnixSeconds) -> StoreResult<String>;
+    async fn delete_user(&self, username: &str, event: &Event) -> StoreResult<String>;
     /// In one transaction: revokes every live session of the user, deletes its API token
     /// digest (API access stays on) and deletes the tokens of every app attached to it.
     async fn revoke_user_credentials(
         &self,
         username: &str,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRevocation>;
 
     /// Turns API access on with a new token digest. Fails with `Precondition` when it is
@@ -230,18 +243,17 @@ pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
         &self,
         username: &str,
         digest: &SecretDigest,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
     /// Turns API access off and deletes the token digest. Idempotent.
-    async fn disable_api_access(&self, username: &str, now: UnixSeconds)
-    -> StoreResult<UserRecord>;
+    async fn disable_api_access(&self, username: &str, event: &Event) -> StoreResult<UserRecord>;
     /// Replaces the token digest; the old digest is gone when this returns. Fails with
     /// `Precondition` when API access is off or the user is disabled.
     async fn replace_api_token(
         &self,
         username: &str,
         digest: &SecretDigest,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
     /// The user holding the token with this digest, with their permissions.
     async fn find_api_token(&self, digest: &SecretDigest) -> StoreResult<Option<ApiTokenOwner>>;
@@ -251,18 +263,18 @@ pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
         &self,
         username: &str,
         role: &str,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
     /// Takes a role from a user (idempotent).
     async fn unassign_role(
         &self,
         username: &str,
         role: &str,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
 
     /// Creates a role.
-    async fn create_role(&self, role: &RoleRecord) -> StoreResult<RoleRecord>;
+    async fn create_role(&self, role: &RoleRecord, event: &Event) -> StoreResult<RoleRecord>;
     /// Reads a role.
     async fn get_role(&self, name: &str) -> StoreResult<RoleRecord>;
     /// All roles by name.
@@ -272,9 +284,10 @@ pub trait Store: OAuthStore + DocumentStore + AppStore + NoticeStore {
         &self,
         name: &str,
         permissions: &[String],
+        event: &Event,
     ) -> StoreResult<RoleRecord>;
     /// Deletes a non-built-in role.
-    async fn delete_role(&self, name: &str) -> StoreResult<()>;
+    async fn delete_role(&self, name: &str, event: &Event) -> StoreResult<()>;
 }
 
 /// The connection pool at one instant, for metrics.

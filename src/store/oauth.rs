@@ -3,6 +3,7 @@
 //! `oauth_sql.rs`.
 
 use super::{StoreResult, UserRecord};
+use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
 use crate::domain::secret::SecretDigest;
 use async_trait::async_trait;
@@ -61,6 +62,8 @@ pub struct ClientRecord {
 pub struct LoginRecord {
     /// User id.
     pub id: String,
+    /// Canonical username.
+    pub username: String,
     /// Active flag.
     pub active: bool,
     /// argon2id PHC string, if a password is set.
@@ -71,6 +74,7 @@ impl std::fmt::Debug for LoginRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginRecord")
             .field("id", &self.id)
+            .field("username", &self.username)
             .field("active", &self.active)
             .field(
                 "password_hash",
@@ -204,14 +208,15 @@ pub struct SigningKeyRecord {
     pub published_until: Option<UnixSeconds>,
 }
 
-/// OAuth2 state. Every method that changes state is one transaction.
+/// OAuth2 state. Every method that changes state is one transaction, which also writes
+/// the audit event it is given (whose time is the time of the change).
 #[async_trait]
 pub trait OAuthStore: Send + Sync + 'static {
     /// Creates an integration.
     async fn create_integration(
         &self,
         new: &NewIntegration,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<IntegrationRecord>;
     /// Reads an integration by client id.
     async fn get_integration(&self, client_id: &str) -> StoreResult<IntegrationRecord>;
@@ -223,36 +228,37 @@ pub trait OAuthStore: Send + Sync + 'static {
         &self,
         client_id: &str,
         digest: &SecretDigest,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<IntegrationRecord>;
     /// Enables or disables; disabling revokes sessions as rotation does.
     async fn set_integration_active(
         &self,
         client_id: &str,
         active: bool,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<IntegrationRecord>;
     /// Replaces the permissions.
     async fn set_integration_permissions(
         &self,
         client_id: &str,
         permissions: &[String],
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<IntegrationRecord>;
     /// Deletes an integration and its sessions, and revokes the users' sessions it was
     /// the client of; returns its id.
-    async fn delete_integration(&self, client_id: &str, now: UnixSeconds) -> StoreResult<String>;
+    async fn delete_integration(&self, client_id: &str, event: &Event) -> StoreResult<String>;
     /// The integration a client id names, for client authentication.
     async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
 
-    /// The user whose username is `username`, else whose email is `email`.
-    async fn find_login(&self, username: &str, email: &str) -> StoreResult<Option<LoginRecord>>;
+    /// The user whose username or email has this login key (see
+    /// [`login_key`](crate::domain::names::login_key)); at most one does.
+    async fn find_login(&self, login_key: &str) -> StoreResult<Option<LoginRecord>>;
     /// Sets a user's password hash and revokes every session of the user.
     async fn set_password(
         &self,
         username: &str,
         password_hash: &str,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<UserRecord>;
 
     /// Creates a session (and its first refresh token) only while everything `guard`
@@ -264,7 +270,7 @@ pub trait OAuthStore: Send + Sync + 'static {
         &self,
         session: &NewSession,
         guard: &SessionGuard,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<bool>;
     /// The session and its owner's current state.
     async fn find_session(&self, session_id: &str) -> StoreResult<Option<SessionPrincipal>>;
@@ -287,10 +293,11 @@ pub trait OAuthStore: Send + Sync + 'static {
         old: &SecretDigest,
         new: &NewRefreshToken,
         scopes: &str,
-        now: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<bool>;
-    /// Revokes a session. Returns false when it was unknown or already revoked.
-    async fn revoke_session(&self, session_id: &str, now: UnixSeconds) -> StoreResult<bool>;
+    /// Revokes a session. Returns false, recording nothing, when it was unknown or
+    /// already revoked.
+    async fn revoke_session(&self, session_id: &str, event: &Event) -> StoreResult<bool>;
     /// Deletes sessions that expired or were revoked before `before`; returns how many.
     async fn purge_sessions(&self, before: UnixSeconds) -> StoreResult<u64>;
 
@@ -303,5 +310,6 @@ pub trait OAuthStore: Send + Sync + 'static {
         &self,
         new: &SigningKeyRecord,
         published_until: UnixSeconds,
+        event: &Event,
     ) -> StoreResult<()>;
 }

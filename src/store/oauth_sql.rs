@@ -126,6 +126,7 @@ pub(super) struct ClientRow {
 #[derive(sqlx::FromRow)]
 pub(super) struct LoginRow {
     pub id: String,
+    pub username: String,
     pub active: bool,
     pub password_hash: Option<String>,
 }
@@ -203,6 +204,7 @@ pub(super) fn client(row: ClientRow) -> StoreResult<ClientRecord> {
 pub(super) fn login(row: LoginRow) -> LoginRecord {
     LoginRecord {
         id: row.id,
+        username: row.username,
         active: row.active,
         password_hash: row.password_hash,
     }
@@ -298,12 +300,13 @@ macro_rules! impl_oauth_store {
                 statement: &'static str,
                 client_id: &str,
                 value: V,
-                now: UnixSeconds,
                 revoke_sessions: bool,
+                event: &Event,
             ) -> StoreResult<IntegrationRecord>
             where
                 V: 'q + Send + sqlx::Encode<'q, $db> + sqlx::Type<$db>,
             {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(statement)
                     .bind(client_id)
@@ -322,6 +325,7 @@ macro_rules! impl_oauth_store {
                         .await?;
                 }
                 let integration = Self::fetch_integration(&mut tx, client_id).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(integration)
             }
@@ -332,8 +336,9 @@ macro_rules! impl_oauth_store {
             async fn create_integration(
                 &self,
                 new: &NewIntegration,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<IntegrationRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO integrations (id, client_id, name, active, secret_digest, \
@@ -358,6 +363,7 @@ macro_rules! impl_oauth_store {
                 };
                 Self::insert_integration_permissions(&mut tx, &new.id, &new.permissions).await?;
                 let created = Self::fetch_integration(&mut tx, &new.client_id).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(created)
             }
@@ -379,15 +385,15 @@ macro_rules! impl_oauth_store {
                 &self,
                 client_id: &str,
                 digest: &SecretDigest,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<IntegrationRecord> {
                 self.change_integration(
                     "UPDATE integrations SET secret_digest = $2, secret_created_at = $3, \
                          updated_at = $3 WHERE client_id = $1",
                     client_id,
                     digest.as_bytes().to_vec(),
-                    now,
                     true,
+                    event,
                 )
                 .await
             }
@@ -396,14 +402,14 @@ macro_rules! impl_oauth_store {
                 &self,
                 client_id: &str,
                 active: bool,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<IntegrationRecord> {
                 self.change_integration(
                     "UPDATE integrations SET active = $2, updated_at = $3 WHERE client_id = $1",
                     client_id,
                     active,
-                    now,
                     !active,
+                    event,
                 )
                 .await
             }
@@ -412,14 +418,14 @@ macro_rules! impl_oauth_store {
                 &self,
                 client_id: &str,
                 permissions: &[String],
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<IntegrationRecord> {
                 let mut tx = self.begin_write().await?;
                 let id = sqlx::query_scalar::<_, String>(
                     "UPDATE integrations SET updated_at = $2 WHERE client_id = $1 RETURNING id",
                 )
                 .bind(client_id)
-                .bind(now)
+                .bind(event.at)
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("integration '{client_id}'")))?;
@@ -429,6 +435,7 @@ macro_rules! impl_oauth_store {
                     .await?;
                 Self::insert_integration_permissions(&mut tx, &id, permissions).await?;
                 let integration = Self::fetch_integration(&mut tx, client_id).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(integration)
             }
@@ -436,14 +443,14 @@ macro_rules! impl_oauth_store {
             async fn delete_integration(
                 &self,
                 client_id: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<String> {
                 let mut tx = self.begin_write().await?;
                 // Its own sessions go with it (cascade); users' sessions it was the
                 // client of must end too.
                 sqlx::query(oauth_sql::REVOKE_INTEGRATION_SESSIONS)
                     .bind(client_id)
-                    .bind(now)
+                    .bind(event.at)
                     .execute(&mut *tx)
                     .await?;
                 let id = sqlx::query_scalar::<_, String>(
@@ -453,6 +460,7 @@ macro_rules! impl_oauth_store {
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("integration '{client_id}'")))?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(id)
             }
@@ -468,19 +476,13 @@ macro_rules! impl_oauth_store {
                 row.map(oauth_sql::client).transpose()
             }
 
-            async fn find_login(
-                &self,
-                username: &str,
-                email: &str,
-            ) -> StoreResult<Option<LoginRecord>> {
-                // A username match wins over an email match of another user.
+            async fn find_login(&self, login_key: &str) -> StoreResult<Option<LoginRecord>> {
+                // One namespace: a key names at most one user, by username or email.
                 let row = sqlx::query_as::<_, oauth_sql::LoginRow>(
-                    "SELECT id, active, password_hash FROM users \
-                     WHERE username = $1 OR email = $2 \
-                     ORDER BY CASE WHEN username = $1 THEN 0 ELSE 1 END LIMIT 1",
+                    "SELECT u.id, u.username, u.active, u.password_hash \
+                     FROM login_names l JOIN users u ON u.id = l.user_id WHERE l.name = $1",
                 )
-                .bind(username)
-                .bind(email)
+                .bind(login_key)
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.map(oauth_sql::login))
@@ -490,8 +492,9 @@ macro_rules! impl_oauth_store {
                 &self,
                 username: &str,
                 password_hash: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let id = sqlx::query_scalar::<_, String>(
                     "UPDATE users SET password_hash = $2, password_changed_at = $3, \
@@ -509,6 +512,7 @@ macro_rules! impl_oauth_store {
                     .execute(&mut *tx)
                     .await?;
                 let user = Self::fetch_user(&mut tx, username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -517,8 +521,9 @@ macro_rules! impl_oauth_store {
                 &self,
                 session: &NewSession,
                 guard: &SessionGuard,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<bool> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 if let Some((id, digest)) = &guard.client {
                     let locked = sqlx::query_scalar::<_, String>(oauth_sql::LOCK_CLIENT)
@@ -569,6 +574,7 @@ macro_rules! impl_oauth_store {
                 if let Some(refresh) = &session.refresh {
                     Self::insert_refresh_token(&mut tx, &session.id, refresh, now).await?;
                 }
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -626,8 +632,9 @@ macro_rules! impl_oauth_store {
                 old: &SecretDigest,
                 new: &NewRefreshToken,
                 scopes: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<bool> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 // The condition is re-checked under the row lock, so of two concurrent
                 // exchanges exactly one sees the token unused.
@@ -651,25 +658,26 @@ macro_rules! impl_oauth_store {
                     .bind(scopes)
                     .execute(&mut *tx)
                     .await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn revoke_session(
-                &self,
-                session_id: &str,
-                now: UnixSeconds,
-            ) -> StoreResult<bool> {
+            async fn revoke_session(&self, session_id: &str, event: &Event) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
                 let revoked = sqlx::query(
                     "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
                 )
                 .bind(session_id)
-                .bind(now)
+                .bind(event.at)
                 .execute(&mut *tx)
                 .await?;
+                if revoked.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
-                Ok(revoked.rows_affected() > 0)
+                Ok(true)
             }
 
             async fn purge_sessions(&self, before: UnixSeconds) -> StoreResult<u64> {
@@ -698,6 +706,7 @@ macro_rules! impl_oauth_store {
                 &self,
                 new: &SigningKeyRecord,
                 published_until: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query(
@@ -719,6 +728,7 @@ macro_rules! impl_oauth_store {
                 .bind(new.created_at)
                 .execute(&mut *tx)
                 .await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -4,7 +4,9 @@ use super::apps::{
     self, AppPatch, AppRecord, AppStore, AppTokenPrincipal, AppTokenRecord, NewApp, NewAppToken,
     impl_app_store,
 };
+use super::audit::{self, AuditFilter, AuditRecord, AuditStore, impl_audit_store};
 use super::documents::{self, DocumentRecord, DocumentStore, impl_document_store};
+use super::limits::{self, LimitRecord, LimitStore, impl_limit_store};
 use super::notices::{self, ChangeFeed, NoticeStore};
 use super::oauth_sql::{self, impl_oauth_store};
 use super::sql::{self, impl_sql_store};
@@ -14,7 +16,9 @@ use super::{
     SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
     UserPatch, UserRecord, UserRevocation, rows,
 };
+use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
+use crate::domain::guessing::{Attempt, Counter, Guessed, LimitKey, Rules};
 use crate::domain::secret::SecretDigest;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -72,3 +76,5 @@ impl_document_store!(
     PostgresStore,
     "LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE"
 );
+impl_audit_store!(PostgresStore);
+impl_limit_store!(PostgresStore, "FOR UPDATE");

@@ -93,6 +93,44 @@ pub(super) const REPLACE_API_TOKEN: &str = "\
     UPDATE users SET api_token_digest = $2, api_token_created_at = $3, updated_at = $3 \
     WHERE username = $1 AND api_access = TRUE AND active = TRUE";
 
+/// Pairs of users whose names would clash in one login namespace: usernames equal but
+/// for case, or a username equal to another user's email. Run before the migration that
+/// makes the namespace (emails are stored lower-cased already).
+pub(super) const LOGIN_NAME_CLASHES: &str = "\
+    SELECT a.username, b.username, 'case' FROM users a \
+    JOIN users b ON a.id < b.id AND lower(a.username) = lower(b.username) \
+    UNION ALL \
+    SELECT a.username, b.username, 'email' FROM users a \
+    JOIN users b ON a.id <> b.id AND lower(a.username) = b.email \
+    ORDER BY 1, 2";
+
+/// The version of the migration that makes one login namespace.
+pub(super) const LOGIN_NAMES_MIGRATION: i64 = 5;
+
+/// Login names `$1` (a username) and `$2` (an email, or NULL) that a user other than `$3`
+/// holds, and whether each is that user's username or email.
+pub(super) const LOGIN_NAMES_TAKEN: &str = "\
+    SELECT name, kind FROM login_names WHERE (name = $1 OR name = $2) AND user_id <> $3";
+
+pub(super) const INSERT_LOGIN_NAME: &str =
+    "INSERT INTO login_names (name, user_id, kind) VALUES ($1, $2, $3)";
+
+/// The clash report, one clause per pair.
+pub(super) fn clash_report(clashes: &[(String, String, String)]) -> String {
+    let pairs: Vec<String> = clashes
+        .iter()
+        .map(|(a, b, kind)| match kind.as_str() {
+            "case" => format!("usernames '{a}' and '{b}' differ only in case"),
+            _ => format!("username '{a}' is the email of user '{b}'"),
+        })
+        .collect();
+    format!(
+        "{}. Delete one user of each pair, or change the email, with the release running \
+         now; then migrate again",
+        pairs.join("; ")
+    )
+}
+
 /// What revoking everything of a user ended.
 pub(super) struct Revoked {
     pub sessions: u64,
@@ -106,6 +144,102 @@ macro_rules! impl_sql_store {
         type Conn = <$db as sqlx::Database>::Connection;
 
         impl $store {
+            /// Writes the audit event of a change, inside the change's transaction.
+            async fn write_event(conn: &mut Conn, event: &Event) -> StoreResult<()> {
+                sqlx::query(super::audit::INSERT)
+                    .bind(event.at)
+                    .bind(&event.actor.id)
+                    .bind(&event.actor.name)
+                    .bind(&event.actor.credential)
+                    .bind(event.action)
+                    .bind(&event.target)
+                    .bind(event.outcome.as_str())
+                    .bind(&event.reason)
+                    .bind(&event.source)
+                    .bind(&event.request_id)
+                    .bind(event.details_json())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+
+            /// Users whose names would clash once the login namespace exists, while the
+            /// migration that makes it is pending; none otherwise.
+            async fn login_name_clashes(&self) -> StoreResult<Vec<(String, String, String)>> {
+                let applied = sqlx::query_scalar::<_, i64>(
+                    "SELECT version FROM _sqlx_migrations WHERE version = $1 AND success",
+                )
+                .bind(sql::LOGIN_NAMES_MIGRATION)
+                .fetch_optional(&self.pool)
+                .await;
+                match applied {
+                    Ok(None) => {}
+                    // Applied, or never migrated at all (no users yet).
+                    Ok(Some(_)) | Err(_) => return Ok(Vec::new()),
+                }
+                Ok(sqlx::query_as(sql::LOGIN_NAME_CLASHES)
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            /// Refuses login names another user holds, naming which: a username is
+            /// refused if it is anyone's username or email, an email likewise.
+            async fn check_login_names(
+                conn: &mut Conn,
+                user_id: &str,
+                username: &str,
+                email: Option<&str>,
+            ) -> StoreResult<()> {
+                let taken = sqlx::query_as::<_, (String, String)>(sql::LOGIN_NAMES_TAKEN)
+                    .bind(username)
+                    .bind(email)
+                    .bind(user_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let Some((name, kind)) = taken.into_iter().next() else {
+                    return Ok(());
+                };
+                Err(StoreError::AlreadyExists(
+                    match (name == username, kind.as_str()) {
+                        (true, "username") => format!("user '{username}'"),
+                        (true, _) => format!("a user with the email '{username}'"),
+                        (false, "username") => "a user with this email as username".into(),
+                        (false, _) => "a user with this email".into(),
+                    },
+                ))
+            }
+
+            /// Enters a user's email in the login namespace, unless it is its own
+            /// username (which is entered already).
+            async fn insert_email_name(
+                conn: &mut Conn,
+                user_id: &str,
+                username: &str,
+                email: Option<&str>,
+            ) -> StoreResult<()> {
+                let Some(email) = email.filter(|e| *e != username) else {
+                    return Ok(());
+                };
+                sqlx::query(sql::INSERT_LOGIN_NAME)
+                    .bind(email)
+                    .bind(user_id)
+                    .bind("email")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::login_name_taken)?;
+                Ok(())
+            }
+
+            /// A login name entered meanwhile by a concurrent change.
+            fn login_name_taken(e: sqlx::Error) -> StoreError {
+                match &e {
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::AlreadyExists("a user with this username or email".into())
+                    }
+                    _ => e.into(),
+                }
+            }
+
             async fn fetch_user(conn: &mut Conn, username: &str) -> StoreResult<UserRecord> {
                 let rows = sqlx::query_as::<_, rows::UserRoleRow>(sql::USER_BY_NAME)
                     .bind(username)
@@ -202,6 +336,8 @@ macro_rules! impl_sql_store {
                 now: UnixSeconds,
             ) -> StoreResult<()> {
                 let id = uuid::Uuid::now_v7().to_string();
+                let email = user.email.as_deref();
+                Self::check_login_names(conn, &id, &user.username, email).await?;
                 let inserted = sqlx::query(sql::INSERT_USER)
                     .bind(&id)
                     .bind(&user.username)
@@ -215,17 +351,17 @@ macro_rules! impl_sql_store {
                     .execute(&mut *conn)
                     .await;
                 match inserted {
-                    Err(e) if sql::violates_unique(&e, "username") => {
-                        return Err(StoreError::AlreadyExists(format!(
-                            "user '{}'",
-                            user.username
-                        )));
-                    }
-                    Err(e) if sql::violates_unique(&e, "email") => {
-                        return Err(StoreError::AlreadyExists("a user with this email".into()));
-                    }
-                    other => other?,
+                    Err(e) => return Err(Self::login_name_taken(e)),
+                    Ok(_) => {}
                 };
+                sqlx::query(sql::INSERT_LOGIN_NAME)
+                    .bind(&user.username)
+                    .bind(&id)
+                    .bind("username")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::login_name_taken)?;
+                Self::insert_email_name(conn, &id, &user.username, email).await?;
                 for role in &user.roles {
                     Self::role_builtin(conn, role).await?;
                     sqlx::query(
@@ -289,19 +425,20 @@ macro_rules! impl_sql_store {
                 statement: &'static str,
                 username: &str,
                 digest: &SecretDigest,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(statement)
                     .bind(username)
                     .bind(digest.as_bytes())
-                    .bind(now)
+                    .bind(event.at)
                     .execute(&mut *tx)
                     .await?;
                 if updated.rows_affected() == 0 {
                     return Err(Self::api_access_refusal(&mut tx, username).await);
                 }
                 let user = Self::fetch_user(&mut tx, username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -310,8 +447,8 @@ macro_rules! impl_sql_store {
                 &self,
                 username: &str,
                 role: &str,
-                now: UnixSeconds,
                 assign: bool,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
                 let id = Self::user_id(&mut tx, username).await?;
@@ -329,10 +466,11 @@ macro_rules! impl_sql_store {
                     .await?;
                 sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
                     .bind(&id)
-                    .bind(now)
+                    .bind(event.at)
                     .execute(&mut *tx)
                     .await?;
                 let user = Self::fetch_user(&mut tx, username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -341,6 +479,10 @@ macro_rules! impl_sql_store {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn migrate(&self) -> StoreResult<()> {
+                let clashes = self.login_name_clashes().await?;
+                if !clashes.is_empty() {
+                    return Err(StoreError::LoginNameClashes(sql::clash_report(&clashes)));
+                }
                 let mut migrator = $migrator;
                 // Migrations this build does not know are a newer release's, applied while
                 // this one still serves (a rolling upgrade, a rollback): they are not ours.
@@ -402,7 +544,7 @@ macro_rules! impl_sql_store {
                 &self,
                 user: &NewUser,
                 digest: &SecretDigest,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
                 let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -411,23 +553,21 @@ macro_rules! impl_sql_store {
                 if users > 0 {
                     return Ok(false);
                 }
-                match Self::insert_user(&mut tx, user, Some(digest), now).await {
+                match Self::insert_user(&mut tx, user, Some(digest), event.at).await {
                     // Another replica bootstrapped at the same moment.
                     Err(StoreError::AlreadyExists(_)) => return Ok(false),
                     other => other?,
                 }
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(true)
             }
 
-            async fn create_user(
-                &self,
-                user: &NewUser,
-                now: UnixSeconds,
-            ) -> StoreResult<UserRecord> {
+            async fn create_user(&self, user: &NewUser, event: &Event) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
-                Self::insert_user(&mut tx, user, None, now).await?;
+                Self::insert_user(&mut tx, user, None, event.at).await?;
                 let created = Self::fetch_user(&mut tx, &user.username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(created)
             }
@@ -450,27 +590,35 @@ macro_rules! impl_sql_store {
                 &self,
                 username: &str,
                 patch: &UserPatch,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
-                let updated = sqlx::query_as::<_, (String, bool, bool)>(sql::UPDATE_USER)
-                    .bind(username)
-                    .bind(patch.email.is_some())
-                    .bind(patch.email.clone().flatten())
-                    .bind(patch.is_staff)
-                    .bind(patch.is_customer)
-                    .bind(patch.active)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await;
-                let (id, is_staff, is_customer) = match updated {
-                    Err(e) if sql::violates_unique(&e, "email") => {
-                        return Err(StoreError::AlreadyExists("a user with this email".into()));
-                    }
-                    other => {
-                        other?.ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?
-                    }
-                };
+                let id = Self::lock_user(&mut tx, username, None).await?;
+                let new_email = patch.email.as_ref().map(Option::as_deref);
+                if let Some(email) = new_email {
+                    Self::check_login_names(&mut tx, &id, username, email).await?;
+                }
+                let (id, is_staff, is_customer) =
+                    sqlx::query_as::<_, (String, bool, bool)>(sql::UPDATE_USER)
+                        .bind(username)
+                        .bind(patch.email.is_some())
+                        .bind(patch.email.clone().flatten())
+                        .bind(patch.is_staff)
+                        .bind(patch.is_customer)
+                        .bind(patch.active)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::login_name_taken)?
+                        .ok_or_else(|| StoreError::NotFound(format!("user '{username}'")))?;
+                if let Some(email) = new_email {
+                    sqlx::query("DELETE FROM login_names WHERE user_id = $1 AND kind = 'email'")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Self::insert_email_name(&mut tx, &id, username, email).await?;
+                }
                 if !is_staff && !is_customer {
                     // Dropping the transaction rolls the update back.
                     return Err(StoreError::Precondition(
@@ -482,11 +630,13 @@ macro_rules! impl_sql_store {
                     Self::revoke_user(&mut tx, &id, now).await?;
                 }
                 let user = Self::fetch_user(&mut tx, username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
 
-            async fn delete_user(&self, username: &str, now: UnixSeconds) -> StoreResult<String> {
+            async fn delete_user(&self, username: &str, event: &Event) -> StoreResult<String> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let id = Self::lock_user(&mut tx, username, None).await?;
                 // Sessions and the API token would go with the row, but the apps must be
@@ -502,6 +652,7 @@ macro_rules! impl_sql_store {
                     .bind(&id)
                     .execute(&mut *tx)
                     .await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(id)
             }
@@ -509,12 +660,19 @@ macro_rules! impl_sql_store {
             async fn revoke_user_credentials(
                 &self,
                 username: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRevocation> {
+                let now = event.at;
                 let mut tx = self.begin_write().await?;
                 let id = Self::lock_user(&mut tx, username, Some(now)).await?;
                 let revoked = Self::revoke_user(&mut tx, &id, now).await?;
                 let user = Self::fetch_user(&mut tx, username).await?;
+                let event = event
+                    .clone()
+                    .with("sessions_revoked", revoked.sessions)
+                    .with("api_token_revoked", revoked.api_token)
+                    .with("app_tokens_revoked", revoked.app_tokens);
+                Self::write_event(&mut tx, &event).await?;
                 tx.commit().await?;
                 Ok(UserRevocation {
                     user,
@@ -528,16 +686,16 @@ macro_rules! impl_sql_store {
                 &self,
                 username: &str,
                 digest: &SecretDigest,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
-                self.set_api_token(sql::ENABLE_API_ACCESS, username, digest, now)
+                self.set_api_token(sql::ENABLE_API_ACCESS, username, digest, event)
                     .await
             }
 
             async fn disable_api_access(
                 &self,
                 username: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
@@ -546,13 +704,14 @@ macro_rules! impl_sql_store {
                      WHERE username = $1",
                 )
                 .bind(username)
-                .bind(now)
+                .bind(event.at)
                 .execute(&mut *tx)
                 .await?;
                 if updated.rows_affected() == 0 {
                     return Err(StoreError::NotFound(format!("user '{username}'")));
                 }
                 let user = Self::fetch_user(&mut tx, username).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(user)
             }
@@ -561,9 +720,9 @@ macro_rules! impl_sql_store {
                 &self,
                 username: &str,
                 digest: &SecretDigest,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
-                self.set_api_token(sql::REPLACE_API_TOKEN, username, digest, now)
+                self.set_api_token(sql::REPLACE_API_TOKEN, username, digest, event)
                     .await
             }
 
@@ -582,21 +741,25 @@ macro_rules! impl_sql_store {
                 &self,
                 username: &str,
                 role: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
-                self.set_user_role(username, role, now, true).await
+                self.set_user_role(username, role, true, event).await
             }
 
             async fn unassign_role(
                 &self,
                 username: &str,
                 role: &str,
-                now: UnixSeconds,
+                event: &Event,
             ) -> StoreResult<UserRecord> {
-                self.set_user_role(username, role, now, false).await
+                self.set_user_role(username, role, false, event).await
             }
 
-            async fn create_role(&self, role: &RoleRecord) -> StoreResult<RoleRecord> {
+            async fn create_role(
+                &self,
+                role: &RoleRecord,
+                event: &Event,
+            ) -> StoreResult<RoleRecord> {
                 let mut tx = self.begin_write().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO roles (name, description, builtin, created_at) \
@@ -609,14 +772,15 @@ macro_rules! impl_sql_store {
                 .execute(&mut *tx)
                 .await;
                 match inserted {
-                    // The primary key is the name; its constraint is not named after the column.
-                    Err(e) if sql::violates_unique(&e, "") => {
+                    // The name is the table's only unique key.
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
                         return Err(StoreError::AlreadyExists(format!("role '{}'", role.name)));
                     }
                     other => other?,
                 };
                 Self::insert_permissions(&mut tx, &role.name, &role.permissions).await?;
                 let created = Self::fetch_role(&mut tx, &role.name).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(created)
             }
@@ -637,6 +801,7 @@ macro_rules! impl_sql_store {
                 &self,
                 name: &str,
                 permissions: &[String],
+                event: &Event,
             ) -> StoreResult<RoleRecord> {
                 let mut tx = self.begin_write().await?;
                 Self::mutable_role(&mut tx, name).await?;
@@ -646,17 +811,19 @@ macro_rules! impl_sql_store {
                     .await?;
                 Self::insert_permissions(&mut tx, name, permissions).await?;
                 let role = Self::fetch_role(&mut tx, name).await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(role)
             }
 
-            async fn delete_role(&self, name: &str) -> StoreResult<()> {
+            async fn delete_role(&self, name: &str, event: &Event) -> StoreResult<()> {
                 let mut tx = self.begin_write().await?;
                 Self::mutable_role(&mut tx, name).await?;
                 sqlx::query("DELETE FROM roles WHERE name = $1")
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
+                Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }

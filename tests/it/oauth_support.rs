@@ -513,6 +513,7 @@ pub async fn authenticate(server: &TestServer, authorization: &str) -> pb::Authe
         .await
         .authenticate(pb::AuthenticateRequest {
             authorization: authorization.into(),
+            ..Default::default()
         })
         .await
         .expect("Authenticate answers refusals in the body")

@@ -208,6 +208,7 @@ async fn metrics_move_with_checks(backend: Backend) {
         .await
         .authenticate(pb::AuthenticateRequest {
             authorization: alice.clone(),
+            ..Default::default()
         })
         .await
         .expect("authenticate");

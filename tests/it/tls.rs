@@ -144,6 +144,7 @@ async fn tls_serves_clients_that_trust_the_certificate() {
     let who = identity
         .authenticate(identityd::api::pb::AuthenticateRequest {
             authorization: admin,
+            ..Default::default()
         })
         .await
         .unwrap()

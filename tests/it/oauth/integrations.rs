@@ -116,6 +116,7 @@ async fn password_grant_through_an_integration(backend: Backend) {
             token_type_hint: String::new(),
             client_id: billing.client_id.clone(),
             client_secret: secret.clone(),
+            ..Default::default()
         },
     )
     .await
@@ -485,6 +486,7 @@ async fn revoke_integration_token_needs_its_client(backend: Backend) {
         token_type_hint: "access_token".into(),
         client_id: client_id.into(),
         client_secret: client_secret.into(),
+        ..Default::default()
     };
 
     for (what, client_id, client_secret) in [

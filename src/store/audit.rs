@@ -1,0 +1,172 @@
+//! Storage of the audit log. Every store method that changes state takes the event that
+//! records the change and writes it (`write_event` in `sql.rs`) inside its own
+//! transaction; this module adds reading the log back and purging old events.
+
+use super::StoreResult;
+use crate::domain::audit::{Event, Outcome};
+use crate::domain::clock::UnixSeconds;
+use async_trait::async_trait;
+
+/// One stored event, as Admin lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Increases with every event.
+    pub id: i64,
+    /// When.
+    pub at: UnixSeconds,
+    /// `user:<id>`, `integration:<id>`, `app:<id>`, `system`, `cli` or `anonymous`.
+    pub actor: String,
+    /// The actor's readable name.
+    pub actor_name: String,
+    /// The credential the actor used.
+    pub credential: String,
+    /// What was done.
+    pub action: String,
+    /// To what.
+    pub target: String,
+    /// `success`, `failure` or `limited`.
+    pub outcome: String,
+    /// Why it failed.
+    pub reason: String,
+    /// The end client's address.
+    pub source: String,
+    /// The request id.
+    pub request_id: String,
+    /// What changed, a JSON object.
+    pub details: String,
+}
+
+/// Which events to list: every field left empty (or `None`) matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actor id (`user:<id>`) or actor name (a username).
+    pub actor: String,
+    /// Exact target.
+    pub target: String,
+    /// Exact action.
+    pub action: String,
+    /// Outcome.
+    pub outcome: Option<Outcome>,
+    /// Events at or after this time.
+    pub since: Option<UnixSeconds>,
+    /// Events before this time.
+    pub until: Option<UnixSeconds>,
+    /// Only events with an id below this one (the page before).
+    pub before_id: Option<i64>,
+}
+
+/// Reading and purging the audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Events matching `filter`, newest first, at most `limit`.
+    async fn list_audit_events(
+        &self,
+        filter: &AuditFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    /// Deletes events older than `before`; returns how many.
+    async fn purge_audit_events(&self, before: UnixSeconds) -> StoreResult<u64>;
+    /// Records an event that goes with no other change (a refused login).
+    async fn record_event(&self, event: &Event) -> StoreResult<()>;
+}
+
+/// Writes one event; run inside the transaction of the change it records.
+pub(super) const INSERT: &str = "\
+    INSERT INTO audit_events (at, actor, actor_name, credential, action, target, outcome, \
+                              reason, source, request_id, details) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// Newest first; each condition is skipped when its parameter says so, so one
+/// statement serves every filter.
+pub(super) const LIST: &str = "\
+    SELECT id, at, actor, actor_name, credential, action, target, outcome, reason, source, \
+           request_id, details \
+    FROM audit_events \
+    WHERE ($1 = '' OR actor = $1 OR actor_name = $1) \
+      AND ($2 = '' OR target = $2) \
+      AND ($3 = '' OR action = $3) \
+      AND ($4 = '' OR outcome = $4) \
+      AND at >= $5 AND at < $6 AND id < $7 \
+    ORDER BY id DESC LIMIT $8";
+
+pub(super) const PURGE: &str = "DELETE FROM audit_events WHERE at < $1";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub actor_name: String,
+    pub credential: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub reason: String,
+    pub source: String,
+    pub request_id: String,
+    pub details: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(r: AuditRow) -> Self {
+        Self {
+            id: r.id,
+            at: r.at,
+            actor: r.actor,
+            actor_name: r.actor_name,
+            credential: r.credential,
+            action: r.action,
+            target: r.target,
+            outcome: r.outcome,
+            reason: r.reason,
+            source: r.source,
+            request_id: r.request_id,
+            details: r.details,
+        }
+    }
+}
+
+/// Implements [`AuditStore`] for `$store` (see `sql.rs`).
+macro_rules! impl_audit_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl AuditStore for $store {
+            async fn list_audit_events(
+                &self,
+                filter: &AuditFilter,
+                limit: u32,
+            ) -> StoreResult<Vec<AuditRecord>> {
+                let rows = sqlx::query_as::<_, audit::AuditRow>(audit::LIST)
+                    .bind(&filter.actor)
+                    .bind(&filter.target)
+                    .bind(&filter.action)
+                    .bind(filter.outcome.map_or("", |o| o.as_str()))
+                    .bind(filter.since.unwrap_or(i64::MIN))
+                    .bind(filter.until.unwrap_or(i64::MAX))
+                    .bind(filter.before_id.unwrap_or(i64::MAX))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(AuditRecord::from).collect())
+            }
+
+            async fn purge_audit_events(&self, before: UnixSeconds) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let purged = sqlx::query(audit::PURGE)
+                    .bind(before)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(purged.rows_affected())
+            }
+
+            async fn record_event(&self, event: &Event) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                Self::write_event(&mut tx, event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+pub(super) use impl_audit_store;
