@@ -94,6 +94,17 @@ pub struct Counter {
     pub next_delay: UnixSeconds,
 }
 
+/// When an attempt is charged: before its secret is checked (an expensive check, which
+/// a refused attempt must not cost), or once a cheap check found it wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// Before the check; refunded if the secret was right.
+    BeforeCheck,
+    /// After the check found the secret wrong; the failure that reaches the limit
+    /// starts the block at once, so even a right secret cached elsewhere is refused.
+    Failure,
+}
+
 /// What an attempt may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
@@ -119,8 +130,20 @@ impl Counter {
         }
     }
 
+    /// Charges one attempt at `now` as `charge` says, or refuses it.
+    pub fn charge(&mut self, charge: Charge, now: UnixSeconds, rules: &Rules) -> Attempt {
+        let attempt = self.attempt(now, rules);
+        match (charge, attempt) {
+            (Charge::Failure, Attempt::Admitted) if self.failures >= i64::from(rules.failures) => {
+                // The limit is reached now: block as the next attempt would.
+                self.attempt(now, rules)
+            }
+            _ => attempt,
+        }
+    }
+
     /// Charges one attempt at `now`, or refuses it.
-    pub fn attempt(&mut self, now: UnixSeconds, rules: &Rules) -> Attempt {
+    fn attempt(&mut self, now: UnixSeconds, rules: &Rules) -> Attempt {
         if self.blocked_until > now {
             return Attempt::Limited {
                 until: self.blocked_until,
@@ -198,7 +221,7 @@ mod tests {
 
     fn admitted(counter: &mut Counter, now: UnixSeconds, n: usize) -> usize {
         (0..n)
-            .filter(|_| counter.attempt(now, &RULES) == Attempt::Admitted)
+            .filter(|_| counter.charge(Charge::BeforeCheck, now, &RULES) == Attempt::Admitted)
             .count()
     }
 
@@ -220,7 +243,8 @@ mod tests {
         let mut blocks = Vec::new();
         for _ in 0..8 {
             admitted(&mut c, now, 3);
-            let Attempt::Limited { until, tripped } = c.attempt(now, &RULES) else {
+            let Attempt::Limited { until, tripped } = c.charge(Charge::BeforeCheck, now, &RULES)
+            else {
                 panic!("the fourth attempt is limited")
             };
             assert!(tripped);
@@ -233,6 +257,22 @@ mod tests {
         now += 1000;
         assert_eq!(admitted(&mut c, now, 1), 1);
         assert_eq!(c.next_delay, RULES.first_delay);
+    }
+
+    #[test]
+    fn a_known_failure_that_reaches_the_limit_blocks_at_once() {
+        let mut c = Counter::fresh(0, &RULES);
+        for _ in 0..2 {
+            assert_eq!(c.charge(Charge::Failure, 0, &RULES), Attempt::Admitted);
+        }
+        assert_eq!(
+            c.charge(Charge::Failure, 0, &RULES),
+            Attempt::Limited {
+                until: 100,
+                tripped: true
+            }
+        );
+        assert!(c.is_limited(1, &RULES));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::cache::CheckCache;
 use super::replicas::Notice;
 use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::{Clock, UnixSeconds};
-use crate::domain::guessing::{Attempt, Guessed, LimitKey, Rules};
+use crate::domain::guessing::{Attempt, Charge, Guessed, LimitKey, Rules};
 use crate::store::{LimitRecord, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -147,7 +147,8 @@ impl GuessLimits {
     /// source does not use up the account's allowance). `Err(Limited)` when refused.
     pub async fn admit(&self, guess: &Guess, origin: &Origin) -> Result<(), AdmitError> {
         for (key, rules, _) in guess.counters(&self.settings) {
-            self.charge(&key, rules, origin).await?;
+            self.charge(&key, Charge::BeforeCheck, rules, origin)
+                .await?;
         }
         Ok(())
     }
@@ -165,12 +166,16 @@ impl GuessLimits {
         }
     }
 
-    /// After a cheap check that was wrong: charges it, which may trip a counter.
+    /// After a cheap check that was wrong: charges it to each counter; the failure that
+    /// reaches a limit starts its block at once.
     pub async fn charge_failure(&self, guess: &Guess, origin: &Origin) -> Result<(), StoreError> {
-        match self.admit(guess, origin).await {
-            Ok(()) | Err(AdmitError::Limited(Limited)) => Ok(()),
-            Err(AdmitError::Store(e)) => Err(e),
+        for (key, rules, _) in guess.counters(&self.settings) {
+            match self.charge(&key, Charge::Failure, rules, origin).await {
+                Ok(()) | Err(AdmitError::Limited(Limited)) => {}
+                Err(AdmitError::Store(e)) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     /// After a cheap check that was right: whether a counter refuses it anyway.
@@ -247,15 +252,23 @@ impl GuessLimits {
     async fn charge(
         &self,
         key: &LimitKey,
+        charge: Charge,
         rules: &Rules,
         origin: &Origin,
     ) -> Result<(), AdmitError> {
         let now = self.clock.now();
         let on_trip = trip_event(origin, now, key, rules);
-        match self.store.charge_attempt(key, rules, now, &on_trip).await? {
+        let attempt = self
+            .store
+            .charge_attempt(key, charge, rules, now, &on_trip)
+            .await?;
+        match attempt {
             Attempt::Admitted => Ok(()),
             Attempt::Limited { until, tripped } => {
-                self.count_limited(key.secret);
+                // A failure that trips a limit was itself checked, not refused.
+                if !(tripped && charge == Charge::Failure) {
+                    self.count_limited(key.secret);
+                }
                 if tripped {
                     self.stats.tripped[LimitStats::slot(key.secret)]
                         .fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 use super::StoreResult;
 use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
-use crate::domain::guessing::{Attempt, Counter, Guessed, LimitKey, Rules};
+use crate::domain::guessing::{Attempt, Charge, Counter, Guessed, LimitKey, Rules};
 use async_trait::async_trait;
 
 /// A counter as Admin lists it.
@@ -22,11 +22,12 @@ pub struct LimitRecord {
 /// Guessing-limit counters. Every method that changes state is one transaction.
 #[async_trait]
 pub trait LimitStore: Send + Sync + 'static {
-    /// Charges an attempt on `key` (see [`Counter::attempt`]). When the attempt trips the
+    /// Charges an attempt on `key` (see [`Counter::charge`]). When the charge trips the
     /// limit, `on_trip` is recorded in the same transaction, with the block's end added.
     async fn charge_attempt(
         &self,
         key: &LimitKey,
+        charge: Charge,
         rules: &Rules,
         now: UnixSeconds,
         on_trip: &Event,
@@ -217,13 +218,14 @@ macro_rules! impl_limit_store {
             async fn charge_attempt(
                 &self,
                 key: &LimitKey,
+                charge: Charge,
                 rules: &Rules,
                 now: UnixSeconds,
                 on_trip: &Event,
             ) -> StoreResult<Attempt> {
                 let mut tx = self.begin_write().await?;
                 let mut counter = Self::lock_counter(&mut tx, key, rules, now).await?;
-                let attempt = counter.attempt(now, rules);
+                let attempt = counter.charge(charge, now, rules);
                 match attempt {
                     // A refused attempt changes nothing but the block it may start.
                     Attempt::Limited { tripped: false, .. } => return Ok(attempt),

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::domain::audit::Event;
 use crate::domain::clock::UnixSeconds;
-use crate::domain::guessing::{Attempt, Counter, Guessed, LimitKey, Rules};
+use crate::domain::guessing::{Attempt, Charge, Counter, Guessed, LimitKey, Rules};
 use crate::domain::secret::SecretDigest;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};

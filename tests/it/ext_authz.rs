@@ -37,7 +37,7 @@ const PERMISSION_DENIED: i32 = 7;
 // ---------------------------------------------------------------------------------------
 // Helpers
 
-async fn client(server: &TestServer) -> AuthorizationClient<Channel> {
+pub(crate) async fn client(server: &TestServer) -> AuthorizationClient<Channel> {
     let channel = Channel::from_shared(server.url())
         .expect("url")
         .connect()
@@ -46,7 +46,7 @@ async fn client(server: &TestServer) -> AuthorizationClient<Channel> {
     AuthorizationClient::new(channel)
 }
 
-fn peer(ip: &str, port: u32) -> Peer {
+pub(crate) fn peer(ip: &str, port: u32) -> Peer {
     Peer {
         address: Some(Address {
             address: Some(address::Address::SocketAddress(SocketAddress {
@@ -61,7 +61,7 @@ fn peer(ip: &str, port: u32) -> Peer {
 
 /// A CheckRequest as Envoy's HTTP filter builds it: peers, time, and the request with
 /// its lower-cased headers (pseudo-headers included) in the map.
-fn envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
     let mut map: HashMap<String, String> = [
         (":authority", "shop.example.com"),
         (":method", method),
@@ -101,7 +101,11 @@ fn envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckReq
 }
 
 /// The same request with `encode_raw_headers` on: headers in a list, as bytes.
-fn raw_envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+pub(crate) fn raw_envoy_request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> CheckRequest {
     let mut request = envoy_request(method, path, &[]);
     let http = http_mut(&mut request);
     let mut list: Vec<HeaderValue> = std::mem::take(&mut http.headers)
@@ -118,7 +122,7 @@ fn raw_envoy_request(method: &str, path: &str, headers: &[(&str, &str)]) -> Chec
     request
 }
 
-fn http_mut(request: &mut CheckRequest) -> &mut HttpRequest {
+pub(crate) fn http_mut(request: &mut CheckRequest) -> &mut HttpRequest {
     request
         .attributes
         .as_mut()
@@ -127,7 +131,7 @@ fn http_mut(request: &mut CheckRequest) -> &mut HttpRequest {
         .expect("HTTP attributes")
 }
 
-async fn send(server: &TestServer, request: CheckRequest) -> CheckResponse {
+pub(crate) async fn send(server: &TestServer, request: CheckRequest) -> CheckResponse {
     client(server)
         .await
         .check(request)
@@ -136,7 +140,7 @@ async fn send(server: &TestServer, request: CheckRequest) -> CheckResponse {
         .into_inner()
 }
 
-async fn check(
+pub(crate) async fn check(
     server: &TestServer,
     method: &str,
     path: &str,
@@ -147,7 +151,7 @@ async fn check(
 
 /// The allow, asserting the gRPC status; panics on a denial.
 #[track_caller]
-fn ok_response(resp: &CheckResponse) -> &OkHttpResponse {
+pub(crate) fn ok_response(resp: &CheckResponse) -> &OkHttpResponse {
     assert_eq!(resp.status.as_ref().map(|s| s.code), Some(0), "{resp:?}");
     match &resp.http_response {
         Some(HttpResponse::OkResponse(ok)) => ok,
@@ -157,7 +161,7 @@ fn ok_response(resp: &CheckResponse) -> &OkHttpResponse {
 
 /// The headers an allow sets, asserting each overwrites what the client sent.
 #[track_caller]
-fn set_headers(ok: &OkHttpResponse) -> HashMap<&str, &str> {
+pub(crate) fn set_headers(ok: &OkHttpResponse) -> HashMap<&str, &str> {
     ok.headers
         .iter()
         .map(|option| {
@@ -178,7 +182,7 @@ fn set_headers(ok: &OkHttpResponse) -> HashMap<&str, &str> {
 /// A denial: the gRPC status, the HTTP status, the JSON body's reason and message, the
 /// content type; returns the response's headers (without the content type).
 #[track_caller]
-fn denied(
+pub(crate) fn denied(
     resp: &CheckResponse,
     status: HttpStatusCode,
     reason: &str,
@@ -589,6 +593,7 @@ on_both_backends!(
     forbidden_is_403,
     several_credentials_are_refused,
     unreadable_requests_are_denied,
+    identity_headers_in_any_spelling_are_removed,
 );
 
 /// With storage gone, a credential that is not cached is denied with 503 `unavailable`:
@@ -628,4 +633,133 @@ async fn storage_outage_is_a_denial() {
         "identityd could not decide; retry later",
     );
     server.stop().await;
+}
+
+/// On allow, every client header an upstream could read as an identity header is removed,
+/// in any spelling: names ignore case, and CGI, WSGI, Rack and PHP read `_` as `-`
+/// (`HTTP_X_IDENTITY_NAME`). identityd's exact names are overwritten instead (set, not
+/// removed), and names that only look alike reach the upstream. With Envoy's header map
+/// and with its raw list (`encode_raw_headers`), under the default prefix and another.
+async fn identity_headers_in_any_spelling_are_removed(backend: Backend) {
+    // (prefix, spoofed spellings: removed, look-alikes: kept, exact names: overwritten)
+    let rows: [(&str, &[&str], &[&str], [&str; 2]); 2] = [
+        (
+            "x-identity-",
+            &[
+                "x_identity_name",
+                "X_Identity_Role",
+                "x-identity_name",
+                "x_identity-id",
+                "X-IDENTITY-ROLE",
+                "X_IDENTITY_KIND",
+                "x_identity_credential_id",
+                "x_identity_",
+            ],
+            &[
+                "x_identityx",
+                "x-identit",
+                "x-identity",
+                "x-identityname",
+                "y_identity_name",
+                "xx-identity-name",
+                "x__identity_name",
+                "identity-name",
+                "x-auth-name",
+            ],
+            ["x-identity-name", "X-Identity-Kind"],
+        ),
+        (
+            "x-auth-",
+            &[
+                "x_auth_name",
+                "X_Auth_Role",
+                "x-auth_id",
+                "x_auth-kind",
+                "X-AUTH-ROLE",
+            ],
+            &[
+                "x_authx",
+                "x-aut",
+                "x-authname",
+                "y_auth_name",
+                "x_identity_name",
+                "x-identity-name",
+                "x-identity-role",
+            ],
+            ["x-auth-name", "X-Auth-Kind"],
+        ),
+    ];
+    let path = "/api/v1/orders/3";
+    for (prefix, spoofs, kept, exact) in rows {
+        let server = TestServer::start_with(backend, |config| {
+            config.ext_authz.ext_authz_header_prefix = prefix.into();
+        })
+        .await;
+        let reader = server
+            .user_with_role("reader", "reader", &["orders:read"])
+            .await;
+        let headers: Vec<(&str, &str)> = [("authorization", reader.as_str())]
+            .into_iter()
+            .chain(spoofs.iter().map(|name| (*name, "admin")))
+            .chain(kept.iter().map(|name| (*name, "kept")))
+            .chain(exact.into_iter().zip(["admin", "integration"]))
+            .collect();
+        // The credential, the scopes an unscoped credential does not have, and every
+        // spoofed spelling, lower-cased; nothing else.
+        let expected: std::collections::BTreeSet<String> =
+            ["authorization".to_owned(), format!("{prefix}scopes")]
+                .into_iter()
+                .chain(spoofs.iter().map(|name| name.to_ascii_lowercase()))
+                .collect();
+        let forms = [
+            ("header map", envoy_request("GET", path, &headers)),
+            ("raw list", raw_envoy_request("GET", path, &headers)),
+        ];
+        for (form, request) in forms {
+            let what = format!("prefix {prefix}, {form}");
+            let resp = send(&server, request).await;
+            let ok = ok_response(&resp);
+            let removed: std::collections::BTreeSet<String> =
+                ok.headers_to_remove.iter().cloned().collect();
+            assert_eq!(
+                removed.len(),
+                ok.headers_to_remove.len(),
+                "{what}: a name removed twice: {:?}",
+                ok.headers_to_remove
+            );
+            for spoof in spoofs {
+                let name = spoof.to_ascii_lowercase();
+                assert!(removed.contains(&name), "{what}: {spoof} must be removed");
+            }
+            for name in kept {
+                assert!(
+                    !removed.iter().any(|r| r.eq_ignore_ascii_case(name)),
+                    "{what}: {name} does not read as {prefix}…, so it stays"
+                );
+            }
+            assert_eq!(removed, expected, "{what}");
+            let set = set_headers(ok);
+            assert_eq!(
+                (
+                    set.get(format!("{prefix}name").as_str()).copied(),
+                    set.get(format!("{prefix}kind").as_str()).copied()
+                ),
+                (Some("reader"), Some("user")),
+                "{what}: the exact names are overwritten"
+            );
+            for name in exact {
+                assert!(
+                    !removed.contains(&name.to_ascii_lowercase()),
+                    "{what}: {name} is set, not removed"
+                );
+            }
+            for name in set.keys() {
+                assert!(
+                    !removed.contains(*name),
+                    "{what}: {name} both set and removed"
+                );
+            }
+        }
+        server.stop().await;
+    }
 }

@@ -59,14 +59,14 @@ async fn get(addr: SocketAddr, path: &str) -> HttpResponse {
 
 /// The value of one series (`name{labels}` exactly as rendered) in a scrape; 0 when
 /// absent, as for a counter not yet incremented.
-fn sample(scrape: &str, series: &str) -> f64 {
+pub(crate) fn sample(scrape: &str, series: &str) -> f64 {
     scrape
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0.0, |v| v.trim().parse().expect("sample value"))
 }
 
-async fn scrape(server: &TestServer) -> String {
+pub(crate) async fn scrape(server: &TestServer) -> String {
     let response = get(server.http_addr, "/metrics").await;
     assert_eq!(response.status, 200, "{}", response.body);
     assert!(
