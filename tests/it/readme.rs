@@ -1,10 +1,12 @@
-//! The README walkthrough, run for real: the `identityd` binary on a fresh database, the
-//! real `grpcurl`, `jq` and `curl`, and the README's own commands.
+//! The walkthroughs of the README and the guides in `docs/`, run for real: the
+//! `identityd` binary on a fresh database, the real `grpcurl`, `jq` and `curl`, and the
+//! documents' own commands.
 //!
 //! Every ```sh block between `<!-- walkthrough:start -->` and `<!-- walkthrough:end -->`
-//! runs in order in one bash session. A ```json block right after it must be a subset of
-//! the block's last JSON output; a ```text block's lines must all appear in its output.
-//! The test also checks that the server's debug log never contains a secret.
+//! (a document may have several such parts) runs in order in one bash session. A
+//! ```json block right after it must be a subset of the block's last JSON output; a
+//! ```text block's lines must all appear in its output. The test also checks that the
+//! server's debug log never contains a secret.
 
 use crate::binary::RunningBinary;
 use crate::support::{Backend, TEST_MASTER_KEY, TestDb};
@@ -12,6 +14,7 @@ use serde_json::Value;
 use std::process::Command;
 
 const README: &str = include_str!("../../README.md");
+const SECURITY: &str = include_str!("../../docs/security.md");
 const ADDRESS_IN_README: &str = "localhost:50051";
 const HTTP_ADDRESS_IN_README: &str = "localhost:9090";
 
@@ -22,15 +25,26 @@ struct Step {
     expect: Option<(String, String)>,
 }
 
-fn walkthrough() -> Vec<Step> {
-    let start = README
-        .find("<!-- walkthrough:start -->")
-        .expect("walkthrough start marker");
-    let end = README
-        .find("<!-- walkthrough:end -->")
-        .expect("walkthrough end marker");
+/// The text of every walkthrough part of `doc`, in order.
+fn walkthrough_parts(doc: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut rest = doc;
+    while let Some(start) = rest.find("<!-- walkthrough:start -->") {
+        let end = rest[start..]
+            .find("<!-- walkthrough:end -->")
+            .expect("each walkthrough part ends")
+            + start;
+        parts.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    assert!(!parts.is_empty(), "the document has a walkthrough");
+    parts
+}
+
+fn walkthrough(doc: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = Vec::new();
-    let mut lines = README[start..end].lines();
+    let text = walkthrough_parts(doc).join("\n");
+    let mut lines = text.lines();
     while let Some(line) = lines.next() {
         let Some(lang) = line.strip_prefix("```").filter(|l| !l.is_empty()) else {
             continue;
@@ -92,7 +106,39 @@ fn require_tool(name: &str) {
     );
 }
 
-fn run_walkthrough(backend: Backend) {
+/// What a document's walkthrough holds secret: shell variables it sets to secrets, and
+/// secrets it types itself; at least `least` of them must be seen.
+struct Secrets {
+    variables: &'static [&'static str],
+    typed: &'static [&'static str],
+    least: usize,
+}
+
+const README_SECRETS: Secrets = Secrets {
+    variables: &[
+        "T1",
+        "T2",
+        "ALICE1",
+        "ALICE2",
+        "CLIENT_SECRET",
+        "MACHINE",
+        "AT1",
+        "RT1",
+        "RT2",
+        "AT3",
+        "AT4",
+    ],
+    typed: &[],
+    least: 13,
+};
+
+const SECURITY_SECRETS: Secrets = Secrets {
+    variables: &[],
+    typed: &["correct horse battery staple", "guess-1", "guess-10"],
+    least: 5,
+};
+
+fn run_walkthrough(doc: &str, secrets_held: &Secrets, backend: Backend) {
     require_tool("grpcurl");
     require_tool("jq");
     require_tool("curl");
@@ -104,8 +150,8 @@ fn run_walkthrough(backend: Backend) {
         env.push(("IDENTITYD_MASTER_KEY", TEST_MASTER_KEY));
     }
     let server = RunningBinary::start(&["--database-url", &db.url], &env);
-    let steps = walkthrough();
-    assert!(steps.len() >= 8, "walkthrough has its steps");
+    let steps = walkthrough(doc);
+    assert!(steps.len() >= 4, "walkthrough has its steps");
 
     // One bash session: variables set by one step are seen by the next.
     let separator = "__IDENTITYD_STEP__";
@@ -120,11 +166,14 @@ fn run_walkthrough(backend: Backend) {
         script.push_str(&format!("\necho {separator}\n"));
     }
     // Finally, print the credentials the walkthrough held, to check the log against them.
-    script.push_str(
-        "printf 'secret:%s\\n' \"${T1:-}\" \"${T2:-}\" \"${ALICE1:-}\" \"${ALICE2:-}\" \
-         \"${CLIENT_SECRET:-}\" \"${MACHINE:-}\" \"${AT1:-}\" \"${RT1:-}\" \"${RT2:-}\" \
-         \"${AT3:-}\" \"${AT4:-}\"\n",
-    );
+    if !secrets_held.variables.is_empty() {
+        let printed: Vec<String> = secrets_held
+            .variables
+            .iter()
+            .map(|v| format!("\"${{{v}:-}}\""))
+            .collect();
+        script.push_str(&format!("printf 'secret:%s\\n' {}\n", printed.join(" ")));
+    }
     let output = Command::new("bash")
         .arg("-c")
         .arg(&script)
@@ -170,8 +219,9 @@ fn run_walkthrough(backend: Backend) {
             .filter_map(|l| l.strip_prefix("secret:"))
             .map(|s| s.trim_start_matches("Basic ").to_owned()),
     );
+    secrets.extend(secrets_held.typed.iter().map(|s| (*s).to_owned()));
     assert!(
-        secrets.iter().filter(|s| !s.is_empty()).count() >= 13,
+        secrets.iter().filter(|s| !s.is_empty()).count() >= secrets_held.least,
         "{secrets:?}"
     );
     let log = server.stop();
@@ -183,12 +233,22 @@ fn run_walkthrough(backend: Backend) {
 
 #[test]
 fn readme_walkthrough_sqlite() {
-    run_walkthrough(Backend::Sqlite);
+    run_walkthrough(README, &README_SECRETS, Backend::Sqlite);
 }
 
 #[test]
 fn readme_walkthrough_postgres() {
-    run_walkthrough(Backend::Postgres);
+    run_walkthrough(README, &README_SECRETS, Backend::Postgres);
+}
+
+#[test]
+fn security_walkthrough_sqlite() {
+    run_walkthrough(SECURITY, &SECURITY_SECRETS, Backend::Sqlite);
+}
+
+#[test]
+fn security_walkthrough_postgres() {
+    run_walkthrough(SECURITY, &SECURITY_SECRETS, Backend::Postgres);
 }
 
 #[test]
