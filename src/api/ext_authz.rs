@@ -319,11 +319,20 @@ fn origin(request: &CheckRequest, http: &HttpRequest) -> Origin {
             _ => None,
         })
         .unwrap_or_default();
+    // With `encode_raw_headers`, headers come as a list of bytes instead of the map.
+    let raw = http
+        .header_map
+        .iter()
+        .flat_map(|m| &m.headers)
+        .find(|h| h.key.eq_ignore_ascii_case("x-request-id"))
+        .map(|h| h.raw_value.as_slice());
     let request_id = http
         .headers
         .get("x-request-id")
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .cloned()
+        .map(String::as_bytes)
+        .or(raw)
+        .filter(|v| v.len() <= 128 && v.iter().all(u8::is_ascii_graphic))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
     Origin {
         actor: Actor::anonymous(),

@@ -126,15 +126,20 @@ fn secret(field: &mut String) -> Result<SecretString, ServiceError> {
     Ok(SecretString::from(std::mem::take(field)))
 }
 
-/// Refuses a field with control characters (NUL included) before it reaches a lookup:
-/// no name, id or scope identityd stores has one, and PostgreSQL refuses NUL outright.
+/// Refuses a field with control or invisible characters (NUL, bidirectional overrides,
+/// zero-width spaces) before it reaches a lookup: no name or id identityd stores has one,
+/// PostgreSQL refuses NUL outright, and such text would mislead whoever reads the audit
+/// log it would otherwise be recorded in.
 fn plain_text(name: &'static str, value: &str) -> Result<(), ServiceError> {
-    if value.chars().any(char::is_control) {
+    if value
+        .chars()
+        .any(|c| c.is_control() || crate::domain::names::is_invisible(c))
+    {
         return Err(OAuthError::InvalidRequest(match name {
-            "username" => "username contains control characters",
-            "client_id" => "client_id contains control characters",
-            "grant_type" => "grant_type contains control characters",
-            _ => "a parameter contains control characters",
+            "username" => "username contains control or invisible characters",
+            "client_id" => "client_id contains control or invisible characters",
+            "grant_type" => "grant_type contains control or invisible characters",
+            _ => "a parameter contains control or invisible characters",
         })
         .into());
     }

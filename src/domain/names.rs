@@ -117,13 +117,18 @@ pub fn normalize_email(s: &str) -> Result<String, &'static str> {
     Ok(key)
 }
 
-/// A description is free text without control characters, at most 256 characters.
+/// A description is free text without control or invisible characters (a
+/// bidirectional override would make it read otherwise in a listing), at most 256
+/// characters.
 pub fn validate_description(s: &str) -> Result<(), &'static str> {
     if s.chars().count() > MAX_DESCRIPTION {
         return Err("must be at most 256 characters");
     }
     if s.chars().any(char::is_control) {
         return Err("must not contain control characters");
+    }
+    if s.chars().any(is_invisible) {
+        return Err("must not contain invisible characters");
     }
     Ok(())
 }

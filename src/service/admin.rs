@@ -523,7 +523,12 @@ fn role_target(name: &str) -> String {
 /// The canonical form of a username given in a request, or INVALID_ARGUMENT saying why
 /// it can be no user's.
 pub(super) fn username(given: &str) -> Result<String, ServiceError> {
-    names::normalize_username(given).map_err(|r| ServiceError::invalid("username", r))
+    username_in("username", given)
+}
+
+/// [`username`], for a request field with another name.
+pub(super) fn username_in(field: &'static str, given: &str) -> Result<String, ServiceError> {
+    names::normalize_username(given).map_err(|r| ServiceError::invalid(field, r))
 }
 
 /// Longest id identityd issues (UUIDs, client ids), with room to spare.

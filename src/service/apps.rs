@@ -3,7 +3,7 @@
 //! revoked or narrowed.
 
 use super::ServiceError;
-use super::admin::{AdminService, canonical_permissions, check_issued_id, check_name, username};
+use super::admin::{AdminService, canonical_permissions, check_issued_id, check_name, username_in};
 use super::audit;
 use crate::domain::audit::Origin;
 use crate::domain::secret::{SecretDigest, SecretKind};
@@ -199,7 +199,7 @@ fn optional_username(given: &str) -> Result<Option<String>, ServiceError> {
     if given.is_empty() {
         return Ok(None);
     }
-    username(given).map(Some)
+    username_in("attached_user", given).map(Some)
 }
 
 /// How the audit log names an app.

@@ -120,6 +120,8 @@ enum Client {
     Integration {
         id: String,
         client_id: String,
+        /// Its name, for the audit log.
+        name: String,
         /// The secret digest that was verified, re-checked when the session is stored.
         secret_digest: SecretDigest,
     },
@@ -243,7 +245,7 @@ impl Tokens {
             password_hash: None,
             client: client.guard(),
         };
-        let (id, client_id) = match client {
+        let (id, client_id, login) = match client {
             // The public client has no credentials to grant on (RFC 6749 §4.4).
             Client::Public if presented.client_id.is_empty() => {
                 return Err(
@@ -251,7 +253,15 @@ impl Tokens {
                 );
             }
             Client::Public => return Err(OAuthError::UnauthorizedClient.into()),
-            Client::Integration { id, client_id, .. } => (id, client_id),
+            Client::Integration {
+                id,
+                client_id,
+                name,
+                ..
+            } => {
+                let login = login.of_integration(&id, &name, &client_id);
+                (id, client_id, login)
+            }
         };
         let subject = Subject::Integration(id.clone());
         let granted = self.obtainable(&subject, scope).await?;
@@ -543,7 +553,7 @@ impl Tokens {
         let now = self.clock.now();
         let origin = origin.acting(Actor {
             id: format!("user:{}", record.user_id),
-            name: String::new(),
+            name: record.username.clone(),
             credential: "refresh_token".into(),
         });
         if record.used {
@@ -616,9 +626,12 @@ impl Tokens {
             .await?;
         let origin = match &client {
             Client::Public => origin.clone(),
-            Client::Integration { id, client_id, .. } => {
-                origin.acting(integration_actor(id, client_id))
-            }
+            Client::Integration {
+                id,
+                client_id,
+                name,
+                ..
+            } => origin.acting(integration_actor(id, name, client_id)),
         };
         let now = self.clock.now();
         // The token's shape says what it is; the hint is only a hint.
@@ -718,10 +731,9 @@ impl Tokens {
             }
             return Ok(Client::Public);
         }
-        // No id identityd issued looks otherwise: nothing to look up or count.
+        // No id identityd issued looks otherwise: nothing to look up, count or record
+        // (an attacker's arbitrary text has no place in storage).
         if !is_client_id(client_id) {
-            self.record(login.client_refused(client_id, Outcome::Failure, "unknown_client"))
-                .await;
             return Err(OAuthError::InvalidClient.into());
         }
         let guess = Guess {
@@ -755,6 +767,7 @@ impl Tokens {
             (Ok(()), Some(found)) if refusal.is_empty() => Ok(Client::Integration {
                 id: found.id,
                 client_id: found.client_id,
+                name: found.name,
                 secret_digest: found.secret_digest,
             }),
             (Ok(()), _) => {
@@ -841,10 +854,10 @@ fn session_target(session_id: &str) -> String {
     format!("session:{session_id}")
 }
 
-fn integration_actor(id: &str, client_id: &str) -> Actor {
+fn integration_actor(id: &str, name: &str, client_id: &str) -> Actor {
     Actor {
         id: format!("integration:{id}"),
-        name: client_id.to_owned(),
+        name: name.to_owned(),
         credential: format!("client_secret:{client_id}"),
     }
 }
@@ -884,6 +897,15 @@ impl Login {
         }
     }
 
+    /// The client-credentials grant authenticated integration `name`.
+    fn of_integration(self, id: &str, name: &str, client_id: &str) -> Self {
+        Self {
+            origin: self.origin.acting(integration_actor(id, name, client_id)),
+            target: integration_target(client_id),
+            ..self
+        }
+    }
+
     /// The password grant named no account.
     fn of_unknown(self, key: &str) -> Self {
         Self {
@@ -908,19 +930,10 @@ impl Login {
     }
 
     fn success(&self, session: &NewSession, at: UnixSeconds) -> Event {
-        let target = match &session.subject {
-            Subject::Integration(_) => integration_target(&session.client_id),
-            Subject::User(_) => self.target.clone(),
-        };
-        let mut event = self
-            .event(at, &target)
+        self.event(at, &self.target)
             .with("session", session.id.as_str())
             .with("scope", session.scopes.as_str())
-            .with("client_id", session.client_id.as_str());
-        if let Subject::Integration(id) = &session.subject {
-            event.actor = integration_actor(id, &session.client_id);
-        }
-        event
+            .with("client_id", session.client_id.as_str())
     }
 
     fn failed(&self, reason: &str) -> Event {

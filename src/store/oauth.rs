@@ -51,6 +51,8 @@ pub struct ClientRecord {
     pub id: String,
     /// Client id.
     pub client_id: String,
+    /// Its name.
+    pub name: String,
     /// Active flag.
     pub active: bool,
     /// Digest of the current secret.
@@ -185,6 +187,8 @@ pub struct RefreshRecord {
     pub scopes: String,
     /// The user who owns the session (refresh tokens are only issued to users).
     pub user_id: String,
+    /// That user's username.
+    pub username: String,
     /// Whether that user is active.
     pub user_active: bool,
 }

@@ -60,7 +60,7 @@ pub(super) const INTEGRATION_PERMISSIONS: &str = "\
 
 pub(super) const REFRESH_TOKEN: &str = "\
     SELECT r.session_id, r.csrf_digest, r.used_at, s.revoked_at, s.expires_at, s.client_id, \
-           s.scopes, u.id AS user_id, u.active AS user_active \
+           s.scopes, u.id AS user_id, u.username, u.active AS user_active \
     FROM refresh_tokens r \
     JOIN sessions s ON s.id = r.session_id \
     JOIN users u ON u.id = s.user_id \
@@ -119,6 +119,7 @@ pub(super) struct IntegrationRow {
 pub(super) struct ClientRow {
     pub id: String,
     pub client_id: String,
+    pub name: String,
     pub active: bool,
     pub secret_digest: Vec<u8>,
 }
@@ -159,6 +160,7 @@ pub(super) struct RefreshRow {
     pub client_id: String,
     pub scopes: String,
     pub user_id: String,
+    pub username: String,
     pub user_active: bool,
 }
 
@@ -196,6 +198,7 @@ pub(super) fn client(row: ClientRow) -> StoreResult<ClientRecord> {
     Ok(ClientRecord {
         id: row.id,
         client_id: row.client_id,
+        name: row.name,
         active: row.active,
         secret_digest: digest(&row.secret_digest)?,
     })
@@ -243,6 +246,7 @@ pub(super) fn refresh(row: RefreshRow) -> StoreResult<RefreshRecord> {
         client_id: row.client_id,
         scopes: row.scopes,
         user_id: row.user_id,
+        username: row.username,
         user_active: row.user_active,
     })
 }
@@ -467,7 +471,7 @@ macro_rules! impl_oauth_store {
 
             async fn find_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>> {
                 let row = sqlx::query_as::<_, oauth_sql::ClientRow>(
-                    "SELECT id, client_id, active, secret_digest FROM integrations \
+                    "SELECT id, client_id, name, active, secret_digest FROM integrations \
                      WHERE client_id = $1",
                 )
                 .bind(client_id)

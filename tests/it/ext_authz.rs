@@ -641,8 +641,10 @@ async fn storage_outage_is_a_denial() {
 /// removed), and names that only look alike reach the upstream. With Envoy's header map
 /// and with its raw list (`encode_raw_headers`), under the default prefix and another.
 async fn identity_headers_in_any_spelling_are_removed(backend: Backend) {
-    // (prefix, spoofed spellings: removed, look-alikes: kept, exact names: overwritten)
-    let rows: [(&str, &[&str], &[&str], [&str; 2]); 2] = [
+    /// A prefix, spoofed spellings (removed), look-alikes (kept) and exact names
+    /// (overwritten).
+    type Row<'a> = (&'a str, &'a [&'a str], &'a [&'a str], [&'a str; 2]);
+    let rows: [Row; 2] = [
         (
             "x-identity-",
             &[
