@@ -16,6 +16,7 @@ mod credential_dispatch;
 mod deployment;
 mod edge_input;
 mod ext_authz;
+mod fuzzing;
 mod guessing_limits;
 mod headers;
 mod helm_chart;
