@@ -618,8 +618,16 @@ fn every_optional_part_renders_valid_objects() {
 
 #[test]
 fn bad_values_fail_before_anything_renders() {
-    let cases: [(Value, &str); 20] = [
+    let cases: [(Value, &str); 22] = [
         (json!({"replicaCount": -1}), "/replicaCount"),
+        (
+            json!({"config": {"guessingLimits": {"accountFailures": 0}}}),
+            "/config/guessingLimits/accountFailures",
+        ),
+        (
+            json!({"config": {"auditRetentionDays": -1}}),
+            "/config/auditRetentionDays",
+        ),
         (json!({"replicaCount": "two"}), "/replicaCount"),
         (json!({"replicas": 3}), "replicas"),
         (
