@@ -17,13 +17,19 @@ pub const MAX_DESCRIPTION: usize = 256;
 /// other scripts, invisible and control characters are each refused with their reason.
 /// No colon, so it can always be the user-id of HTTP Basic.
 pub fn normalize_username(s: &str) -> Result<String, &'static str> {
+    check_username(s)?;
+    Ok(s.to_ascii_lowercase())
+}
+
+/// Whether `s` is some username in any case ([`normalize_username`] without the copy).
+pub fn check_username(s: &str) -> Result<(), &'static str> {
     if s.is_empty() || s.len() > MAX_USERNAME {
         return Err("must be 1 to 64 characters");
     }
     if let Some(c) = s.chars().find(|&c| !is_username_char(c)) {
         return Err(refused_in_name(c));
     }
-    Ok(s.to_ascii_lowercase())
+    Ok(())
 }
 
 fn is_username_char(c: char) -> bool {

@@ -286,25 +286,28 @@ impl Authenticator {
             scheme: Scheme::Basic,
         });
         // A name no user can have is no guess at anyone's token.
-        let Ok(username) = names::normalize_username(username) else {
+        if names::check_username(username).is_err() {
             return Ok(invalid);
-        };
-        let guess = Guess {
+        }
+        // Built only off the warm path: a warm check allocates nothing for the limit.
+        let guess = || Guess {
             secret: Guessed::ApiToken,
-            subject: username,
+            subject: username.to_ascii_lowercase(),
             source: origin.client_address.clone(),
         };
-        if self.limits.blocked_in_memory(&guess) {
+        if self.limits.blocked_in_memory(guess) {
             return Ok(invalid);
         }
         let digest = SecretDigest::of(token);
         if let Some(hit) = self.cache.get(&digest) {
-            if hit.principal.name == guess.subject {
+            // Stored names are canonical: lower-case ASCII.
+            if hit.principal.name.eq_ignore_ascii_case(username) {
                 return Ok(Ok(hit));
             }
-            self.limits.charge_failure(&guess, origin).await?;
+            self.limits.charge_failure(&guess(), origin).await?;
             return Ok(invalid);
         }
+        let guess = guess();
         let read_at = self.cache.epoch();
         let owner = self.store.find_api_token(&digest).await?;
         let valid = owner.filter(|o| {

@@ -191,11 +191,13 @@ impl GuessLimits {
     }
 
     /// On a warm API-token check: whether a tripped counter of this replica's memory
-    /// refuses it. Costs one atomic load while nothing is blocked.
-    pub fn blocked_in_memory(&self, guess: &Guess) -> bool {
+    /// refuses the attempt `guess` builds. Costs one atomic load (and builds nothing)
+    /// while nothing is blocked.
+    pub fn blocked_in_memory(&self, guess: impl FnOnce() -> Guess) -> bool {
         if self.blocked_count.load(Ordering::Acquire) == 0 {
             return false;
         }
+        let guess = guess();
         let now = self.clock.now();
         let Ok(mut blocked) = self.blocked.lock() else {
             // A poisoned lock: refuse rather than guess.
