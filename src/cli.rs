@@ -3,9 +3,11 @@
 use crate::config::{AdminCommand, AdminTask, Command, DatabaseConfig, LogFormat, ServeConfig};
 use crate::domain::audit::{Actor, Origin};
 use crate::domain::clock::{Clock, SystemClock};
+use crate::domain::guessing::{Guessed, LimitKey};
 use crate::domain::names;
 use crate::server;
 use crate::service::bootstrap::{self, BootstrapCredentials};
+use crate::service::limits;
 use crate::service::replicas::Notice;
 use crate::store::{self, Store};
 use crate::{
@@ -111,18 +113,68 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
                 .replace_api_token(&username, &SecretDigest::of(&token), &event)
                 .await?;
             crate::service::audit::log(&event);
-            // The running replicas still cache the old token: tell them, as they would.
-            let notice = Notice::Principal(user.id).encode("cli");
-            if let Err(e) = store.publish(&notice).await {
-                eprintln!(
-                    "identityd: could not tell running servers ({e}); the old token works until their cache entries expire"
-                );
+            // Nobody has guessed at the new token: blocks on the name would only keep
+            // its owner out.
+            let every = LimitKey {
+                secret: Guessed::ApiToken,
+                subject: username.clone(),
+                source: limits::EVERY_SOURCE.into(),
+            };
+            let cleared = origin.event(clock.now(), "limit.clear", every.target());
+            if store
+                .clear_subject_limits(Guessed::ApiToken, &username, &cleared)
+                .await?
+                > 0
+            {
+                crate::service::audit::log(&cleared);
             }
+            // The running replicas still cache the old token and hold the blocks: tell
+            // them, as they would.
+            tell_servers(
+                store.as_ref(),
+                &[Notice::Principal(user.id), Notice::Unblocked(every)],
+            )
+            .await;
             server::print_credentials(&BootstrapCredentials {
                 username,
                 api_token: token,
             });
         }
+        AdminTask::ClearLimit {
+            secret,
+            subject,
+            source,
+        } => {
+            let key = limits::limit_key(&secret, &subject, &source)?;
+            let origin = Origin {
+                actor: Actor::cli(),
+                ..Origin::default()
+            };
+            let mut event = origin.event(clock.now(), "limit.clear", key.target());
+            if !key.source.is_empty() {
+                event = event.with("source", key.source.as_str());
+            }
+            if store.clear_limit(&key, &event).await? {
+                crate::service::audit::log(&event);
+                tell_servers(store.as_ref(), &[Notice::Unblocked(key)]).await;
+                println!("identityd: cleared");
+            } else {
+                println!("identityd: no such limit; nothing to clear");
+            }
+        }
     }
     Ok(())
+}
+
+/// Tells running servers of a change made here, as they tell each other; a failure
+/// only delays what they learn until their cache entries and blocks expire.
+async fn tell_servers(store: &dyn Store, notices: &[Notice]) {
+    for notice in notices {
+        if let Err(e) = store.publish(&notice.encode("cli")).await {
+            eprintln!(
+                "identityd: could not tell running servers ({e}); they learn of it as their cache entries expire"
+            );
+            return;
+        }
+    }
 }

@@ -62,6 +62,19 @@ pub enum AdminTask {
         #[arg(long)]
         username: String,
     },
+    /// Clear a guessing limit, ending its block on every running server (recovery when
+    /// an attacker keeps an account, or the admin, blocked). As Admin.ClearGuessLimit.
+    ClearLimit {
+        /// `password`, `client_secret` or `api_token`.
+        #[arg(long)]
+        secret: String,
+        /// Whose secret: a username, a `#pseudonym` as listed, or a client id.
+        #[arg(long)]
+        subject: String,
+        /// A client address or a listed /64; without it, the counter over every source.
+        #[arg(long, default_value = "")]
+        source: String,
+    },
 }
 
 /// Where the data lives.

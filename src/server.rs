@@ -8,6 +8,7 @@ use crate::api::identity::IdentityApi;
 use crate::api::pb::{self, admin_server::AdminServer, identity_server::IdentityServer};
 use crate::config::ServeConfig;
 use crate::domain::access_token::TokenPolicy;
+use crate::domain::audit::Pseudonyms;
 use crate::domain::clock::Clock;
 use crate::master_key::{self, MasterKeyError};
 use crate::ops::{self, Ops};
@@ -126,6 +127,8 @@ pub struct Prepared {
     replicas: Option<replicas::Link>,
     /// Days audit events are kept; 0 for ever.
     audit_retention: u32,
+    /// Seconds after which an unchanged guessing-limit counter holds nothing.
+    limits_window: i64,
     realm: String,
     ext_authz: ExtAuthzApi,
     tls: Option<crate::tls::Tls>,
@@ -145,6 +148,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         bootstrap::check_given_token(token)?;
     }
     let master = master_key::resolve(&config.master_key, config.database.database_url.expose())?;
+    let pseudonyms = Pseudonyms::new(master.derive("identityd login-name pseudonyms"));
     let passwords = Passwords::new(config.argon2.cost(), config.argon2.concurrency())?;
     let store = store::open(
         config.database.database_url.expose(),
@@ -242,6 +246,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
             access_ttl: config.tokens.access_token_ttl_secs,
             refresh_ttl: config.tokens.refresh_token_ttl_secs,
             policy,
+            pseudonyms,
         },
     ));
     let ext_authz = ExtAuthzApi::new(checker.clone(), config.realm.clone(), &config.ext_authz)
@@ -261,6 +266,7 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         usage,
         replicas,
         audit_retention: config.audit_retention_days,
+        limits_window: config.limits.settings().longest_window(),
         realm: config.realm.clone(),
         ext_authz,
         tls,
@@ -330,6 +336,7 @@ impl Prepared {
                 self.store.clone(),
                 self.clock.clone(),
                 self.audit_retention,
+                self.limits_window,
             )),
             tokio::spawn(reload_documents(self.documents.clone())),
             tokio::spawn(record_usage(self.usage.clone(), self.store.clone())),
@@ -440,13 +447,15 @@ async fn purge_sessions(store: Arc<dyn Store>, clock: Arc<dyn Clock>) {
     }
 }
 
-/// How long a guessing-limit counter that no longer blocks is kept after its last
-/// change: long past any window, so purging never forgets a failure that still counts.
-const LIMITS_KEPT_SECS: i64 = 7 * 86_400;
-
 /// Deletes audit events past their retention (`retention_days`, 0 for never) and
-/// guessing-limit counters long quiet, once per purge interval.
-async fn purge_audit_and_limits(store: Arc<dyn Store>, clock: Arc<dyn Clock>, retention_days: u32) {
+/// guessing-limit counters that hold nothing any more (unchanged for longer than any
+/// window, and not blocking), once per purge interval.
+async fn purge_audit_and_limits(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    retention_days: u32,
+    longest_window: i64,
+) {
     loop {
         let now = clock.now();
         if retention_days > 0 {
@@ -457,7 +466,7 @@ async fn purge_audit_and_limits(store: Arc<dyn Store>, clock: Arc<dyn Clock>, re
                 Err(e) => tracing::warn!(error = %e, "could not purge old audit events"),
             }
         }
-        if let Err(e) = store.purge_limits(now - LIMITS_KEPT_SECS, now).await {
+        if let Err(e) = store.purge_limits(now - longest_window, now).await {
             tracing::warn!(error = %e, "could not purge quiet guessing-limit counters");
         }
         tokio::time::sleep(PURGE_INTERVAL).await;

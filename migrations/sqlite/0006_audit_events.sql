@@ -18,8 +18,11 @@ CREATE TABLE audit_events (
     outcome    TEXT NOT NULL,
     -- Why it failed, for operators; '' on success.
     reason     TEXT NOT NULL,
-    -- The end client's address, when the calling service passed one.
+    -- The end client's address, as passed by the calling service (it may be false) or
+    -- reported by Envoy; '' when unknown.
     source     TEXT NOT NULL,
+    -- The address the request itself came from; '' when unknown.
+    peer       TEXT NOT NULL,
     request_id TEXT NOT NULL,
     -- What changed, a JSON object.
     details    TEXT NOT NULL

@@ -123,6 +123,7 @@ impl From<AuditRecord> for pb::AuditEvent {
             outcome: e.outcome,
             reason: e.reason,
             source: e.source,
+            peer: e.peer,
             request_id: e.request_id,
             details: e.details,
         }

@@ -6,9 +6,8 @@
 //! error would make Envoy apply its own `failure_mode_allow`, which may let the request
 //! through.
 
-use crate::domain::audit::{Actor, Origin};
+use crate::domain::audit::{Actor, Origin, RequestId};
 use crate::domain::credentials::MAX_HEADER_BYTES;
-use crate::domain::guessing::source_key;
 use crate::domain::principal::{Principal, PrincipalKind};
 use crate::domain::verdict::{AuthFailure, Decision, insufficient_scope_challenge};
 use crate::ops::metrics::Verdicts;
@@ -162,7 +161,8 @@ impl ExtAuthzApi {
     }
 
     /// The principal if the request may go on, else why not.
-    async fn decide(&self, request: &CheckRequest) -> Result<Principal, Denial> {
+    async fn decide(&self, check: &Request<CheckRequest>) -> Result<Principal, Denial> {
+        let request = check.get_ref();
         let http = request
             .attributes
             .as_ref()
@@ -181,7 +181,7 @@ impl ExtAuthzApi {
             method: http.method.clone(),
             path: http.path.clone(),
         };
-        let origin = origin(request, http);
+        let origin = origin(check, http);
         let checked = match self.checker.check(header, &target, &origin).await {
             Ok(checked) => checked,
             Err(ServiceError::InvalidArgument { reason, .. }) => {
@@ -305,20 +305,21 @@ fn reads_as_prefixed(name: &str, prefix: &str) -> bool {
             .all(|(n, p)| n == p || (n == b'_' && p == b'-'))
 }
 
-/// Where a check comes from: the downstream client's address as Envoy saw it, and the
-/// request's `x-request-id` (Envoy sets one) when it is a plain short token.
-fn origin(request: &CheckRequest, http: &HttpRequest) -> Origin {
+/// Where a check comes from: the downstream client's address as Envoy saw it, Envoy
+/// itself as the peer, and the request's `x-request-id` (Envoy sets one) when it is a
+/// plain short token.
+fn origin(request: &Request<CheckRequest>, http: &HttpRequest) -> Origin {
     use envoy_types::pb::envoy::config::core::v3::address::Address;
-    let address = request
+    let client = request
+        .get_ref()
         .attributes
         .as_ref()
         .and_then(|a| a.source.as_ref())
         .and_then(|peer| peer.address.as_ref())
         .and_then(|a| match &a.address {
-            Some(Address::SocketAddress(socket)) => Some(socket.address.as_str()),
+            Some(Address::SocketAddress(socket)) => socket.address.parse().ok(),
             _ => None,
-        })
-        .unwrap_or_default();
+        });
     // With `encode_raw_headers`, headers come as a list of bytes instead of the map.
     let raw = http
         .header_map
@@ -331,13 +332,14 @@ fn origin(request: &CheckRequest, http: &HttpRequest) -> Origin {
         .get("x-request-id")
         .map(String::as_bytes)
         .or(raw)
-        .filter(|v| v.len() <= 128 && v.iter().all(u8::is_ascii_graphic))
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default();
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.iter().all(u8::is_ascii_graphic))
+        .map_or_else(RequestId::default, |v| {
+            RequestId::given(String::from_utf8_lossy(v).into_owned())
+        });
     Origin {
         actor: Actor::anonymous(),
-        source: address.to_owned(),
-        client_address: source_key(address),
+        client,
+        peer: request.remote_addr().map(|a| a.ip()),
         request_id,
     }
 }
@@ -473,7 +475,7 @@ impl Authorization for ExtAuthzApi {
         &self,
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, Status> {
-        let response = match self.decide(request.get_ref()).await {
+        let response = match self.decide(&request).await {
             Ok(principal) => {
                 self.verdicts.record(RPC, "ok");
                 self.allowed(&principal, request.get_ref())

@@ -1,7 +1,6 @@
 //! Reading the caller's credential and origin from gRPC metadata.
 
-use crate::domain::audit::{Actor, Origin};
-use crate::domain::guessing::source_key;
+use crate::domain::audit::{Actor, Origin, RequestId};
 use crate::domain::verdict::AuthFailure;
 use crate::service::ServiceError;
 
@@ -29,46 +28,36 @@ pub fn authorization<T>(request: &tonic::Request<T>) -> Result<&str, ServiceErro
 /// Longest `x-request-id` kept.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Where a request comes from, for the audit log and guessing limits: the caller's
-/// `x-request-id`, and the end client's address. `client_address` is the address the
-/// calling service passed in the request (empty for none); without one, the request's
-/// own peer is recorded as the source but not counted as a client, since a service
-/// calling for many clients must not lock them out together. `peer_is_client` says the
-/// peer is the client itself (an operator calling Admin), so it is counted.
+/// Where a request comes from, for the audit log and guessing limits. `client_address`
+/// is the end client's address the calling service passed in the request (empty for
+/// none): anything but an IP address is INVALID_ARGUMENT. Without one, the request's own
+/// peer counts as the client only when `peer_is_client` (an operator calling Admin): a
+/// service calling for many clients must not have them locked out together. The
+/// caller's `x-request-id` is kept when it is 1 to 128 visible ASCII characters, else
+/// ignored (identityd makes one), so a forwarded junk header never fails a check.
 pub fn origin<T>(
     request: &tonic::Request<T>,
     client_address: &str,
     peer_is_client: bool,
 ) -> Result<Origin, ServiceError> {
-    let request_id = match request.metadata().get("x-request-id") {
-        None => String::new(),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
-            .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ServiceError::invalid("x-request-id", "must be 1 to 128 visible ASCII characters")
-            })?
-            .to_owned(),
-    };
-    let peer = request.remote_addr().map(|a| a.ip().to_string());
-    let (source, counted) = if client_address.is_empty() {
-        let counted = peer.clone().filter(|_| peer_is_client);
-        (peer.unwrap_or_default(), counted)
-    } else {
-        (client_address.to_owned(), Some(client_address.to_owned()))
-    };
-    let client_address = match counted {
-        None => None,
-        Some(address) => Some(source_key(&address).ok_or_else(|| {
+    let request_id = request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(RequestId::default, |v| RequestId::given(v.to_owned()));
+    let peer = request.remote_addr().map(|a| a.ip());
+    let client = match client_address {
+        "" => peer.filter(|_| peer_is_client),
+        given => Some(given.parse().map_err(|_| {
             ServiceError::invalid("client_address", "must be an IPv4 or IPv6 address")
         })?),
     };
     Ok(Origin {
         actor: Actor::anonymous(),
-        source,
-        client_address,
+        client,
+        peer,
         request_id,
     })
 }

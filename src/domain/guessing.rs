@@ -11,7 +11,9 @@
 //! overlap, and each lasts at least `window`, so any period of one window admits at most
 //! twice `failures` failures.
 
+use super::audit::{Actor, Event, Origin};
 use super::clock::UnixSeconds;
+use super::secret::SecretDigest;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Which secret is being guessed.
@@ -57,14 +59,11 @@ pub struct LimitKey {
 }
 
 impl LimitKey {
-    /// How the key is named in the audit log: `password:alice` or
-    /// `password:alice@192.0.2.1`.
+    /// How the audit log names the counter's secret: `password:alice`. The source, if
+    /// any, goes with it as a detail: a username may hold `@` and digits, so
+    /// `alice@192.0.2.1` could name either.
     pub fn target(&self) -> String {
-        let (secret, subject) = (self.secret.as_str(), &self.subject);
-        match self.source.as_str() {
-            "" => format!("{secret}:{subject}"),
-            source => format!("{secret}:{subject}@{source}"),
-        }
+        format!("{}:{}", self.secret.as_str(), self.subject)
     }
 }
 
@@ -94,29 +93,118 @@ pub struct Counter {
     pub next_delay: UnixSeconds,
 }
 
-/// When an attempt is charged: before its secret is checked (an expensive check, which
-/// a refused attempt must not cost), or once a cheap check found it wrong.
+/// What is known of an attempt when it is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Charge {
-    /// Before the check; refunded if the secret was right.
+    /// An expensive secret (a password), decided before it is checked so that a refused
+    /// attempt costs no hashing: counted as a failure until refunded.
     BeforeCheck,
-    /// After the check found the secret wrong; the failure that reaches the limit
-    /// starts the block at once, so even a right secret cached elsewhere is refused.
-    Failure,
+    /// A cheap secret (by digest), checked and found wrong: counted; the failure that
+    /// reaches the limit starts the block at once, so even a right secret held in a
+    /// cache elsewhere is refused from then on.
+    Wrong,
+    /// A cheap secret, checked and found right: not counted.
+    Right,
 }
 
-/// What an attempt may do.
+/// A counter an attempt blocked: its index among the attempt's counters, and when the
+/// block ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trip {
+    /// Which counter.
+    pub index: usize,
+    /// When its block ends.
+    pub until: UnixSeconds,
+}
+
+/// The decision on one attempt, taken over all its counters at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// Check the secret; the attempt counts as a failure unless refunded.
-    Admitted,
-    /// Refused without checking, until `until`; `tripped` when this attempt set the block.
-    Limited {
-        /// When the block ends.
-        until: UnixSeconds,
-        /// This attempt started the block.
-        tripped: bool,
+    /// Go on: check the secret (`BeforeCheck`), or act on the check (`Wrong`, `Right`).
+    /// `tripped` lists the counters a wrong secret has just blocked.
+    Admitted {
+        /// Counters this failure blocked.
+        tripped: Vec<Trip>,
     },
+    /// Refused unchecked until `until`, whatever the secret: nothing is counted.
+    /// `tripped` lists the counters this attempt found at their limit and blocked.
+    Limited {
+        /// When the last block ends.
+        until: UnixSeconds,
+        /// Counters this attempt blocked.
+        tripped: Vec<Trip>,
+    },
+}
+
+impl Attempt {
+    /// The counters this attempt blocked.
+    pub fn tripped(&self) -> &[Trip] {
+        match self {
+            Self::Admitted { tripped } | Self::Limited { tripped, .. } => tripped,
+        }
+    }
+}
+
+/// The event of a counter blocked at `now` by an attempt from `origin`: identityd blocks
+/// (actor `system`), with the request's source and id; the counter is the target, its
+/// source and the block's end are details.
+pub fn trip_event(origin: &Origin, now: UnixSeconds, key: &LimitKey, until: UnixSeconds) -> Event {
+    let mut event = origin
+        .acting(Actor::system())
+        .event(now, "limit.set", key.target());
+    if !key.source.is_empty() {
+        event = event.with("source", key.source.as_str());
+    }
+    event.with("blocked_until", until)
+}
+
+/// The digest a subject's counters are held under in memory: no allocation, so a warm
+/// check can look them up.
+pub fn subject_digest(secret: Guessed, subject: &str) -> SecretDigest {
+    SecretDigest::of_parts(&[secret.as_str().as_bytes(), b"\0", subject.as_bytes()])
+}
+
+/// Decides one attempt on every counter guarding its secret (per source and per
+/// account), changing them as it goes. An attempt any counter refuses is refused
+/// unchecked and counted nowhere: a blocked source does not use up the account's
+/// allowance, nor a blocked account the owner's own source.
+pub fn decide(
+    counters: &mut [Counter],
+    rules: &[Rules],
+    charge: Charge,
+    now: UnixSeconds,
+) -> Attempt {
+    let mut until = None;
+    let mut tripped = Vec::new();
+    for (i, (counter, rules)) in counters.iter_mut().zip(rules).enumerate() {
+        counter.roll(now, rules);
+        if counter.blocked_until <= now && counter.at_limit(rules) {
+            counter.trip(now, rules);
+            tripped.push(Trip {
+                index: i,
+                until: counter.blocked_until,
+            });
+        }
+        if counter.blocked_until > now {
+            until = until.max(Some(counter.blocked_until));
+        }
+    }
+    if let Some(until) = until {
+        return Attempt::Limited { until, tripped };
+    }
+    if charge != Charge::Right {
+        for (i, (counter, rules)) in counters.iter_mut().zip(rules).enumerate() {
+            counter.failures += 1;
+            if charge == Charge::Wrong && counter.at_limit(rules) {
+                counter.trip(now, rules);
+                tripped.push(Trip {
+                    index: i,
+                    until: counter.blocked_until,
+                });
+            }
+        }
+    }
+    Attempt::Admitted { tripped }
 }
 
 impl Counter {
@@ -130,44 +218,26 @@ impl Counter {
         }
     }
 
-    /// Charges one attempt at `now` as `charge` says, or refuses it.
-    pub fn charge(&mut self, charge: Charge, now: UnixSeconds, rules: &Rules) -> Attempt {
-        let attempt = self.attempt(now, rules);
-        match (charge, attempt) {
-            (Charge::Failure, Attempt::Admitted) if self.failures >= i64::from(rules.failures) => {
-                // The limit is reached now: block as the next attempt would.
-                self.attempt(now, rules)
-            }
-            _ => attempt,
+    /// Starts a new window once the current one is over; a window that ended without a
+    /// trip forgets earlier trips.
+    fn roll(&mut self, now: UnixSeconds, rules: &Rules) {
+        if self.blocked_until <= now && self.window_start + rules.window <= now {
+            *self = Self::fresh(now, rules);
         }
     }
 
-    /// Charges one attempt at `now`, or refuses it.
-    fn attempt(&mut self, now: UnixSeconds, rules: &Rules) -> Attempt {
-        if self.blocked_until > now {
-            return Attempt::Limited {
-                until: self.blocked_until,
-                tripped: false,
-            };
-        }
-        if self.window_start + rules.window <= now {
-            // A window without a trip: earlier trips are forgotten.
-            *self = Self::fresh(now, rules);
-        }
-        if self.failures >= i64::from(rules.failures) {
-            let until = (self.window_start + rules.window).max(now + self.next_delay);
-            self.blocked_until = until;
-            self.next_delay = (self.next_delay * 2).min(rules.max_delay);
-            // Counting starts again when the block ends.
-            self.failures = 0;
-            self.window_start = until;
-            return Attempt::Limited {
-                until,
-                tripped: true,
-            };
-        }
-        self.failures += 1;
-        Attempt::Admitted
+    fn at_limit(&self, rules: &Rules) -> bool {
+        self.failures >= i64::from(rules.failures)
+    }
+
+    /// Blocks until the window would have ended and at least the current delay, which
+    /// then doubles; counting starts again when the block ends.
+    fn trip(&mut self, now: UnixSeconds, rules: &Rules) {
+        let until = (self.window_start + rules.window).max(now + self.next_delay);
+        self.blocked_until = until;
+        self.next_delay = (self.next_delay * 2).min(rules.max_delay);
+        self.failures = 0;
+        self.window_start = until;
     }
 
     /// Takes back the charge of an attempt whose secret was right.
@@ -175,11 +245,10 @@ impl Counter {
         self.failures = (self.failures - 1).max(0);
     }
 
-    /// True when an attempt now would be refused unchecked (whether or not it trips).
-    pub fn is_limited(&self, now: UnixSeconds, rules: &Rules) -> bool {
-        self.blocked_until > now
-            || (self.window_start + rules.window > now
-                && self.failures >= i64::from(rules.failures))
+    /// True when the counter holds something at `now`: failures in a live window, or a
+    /// block. Counters that hold nothing are not worth listing.
+    pub fn is_live(&self, now: UnixSeconds, rules: &Rules) -> bool {
+        self.blocked_until > now || (self.failures > 0 && self.window_start + rules.window > now)
     }
 
     /// True when the counter holds nothing a fresh one would not: it can be deleted.
@@ -195,8 +264,12 @@ impl Counter {
 /// IPv4-mapped IPv6 address as the IPv4 address. `None` for anything that is not an IP
 /// address.
 pub fn source_key(address: &str) -> Option<String> {
-    let ip: IpAddr = address.parse().ok()?;
-    Some(match ip {
+    address.parse().ok().map(source_key_of)
+}
+
+/// [`source_key`] of an address already parsed.
+pub fn source_key_of(ip: IpAddr) -> String {
+    match ip {
         IpAddr::V4(v4) => v4.to_string(),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => v4.to_string(),
@@ -205,7 +278,7 @@ pub fn source_key(address: &str) -> Option<String> {
                 format!("{}/64", Ipv6Addr::from(prefix))
             }
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -219,9 +292,18 @@ mod tests {
         max_delay: 1000,
     };
 
+    fn one(counter: &mut Counter, charge: Charge, now: UnixSeconds) -> Attempt {
+        decide(std::slice::from_mut(counter), &[RULES], charge, now)
+    }
+
     fn admitted(counter: &mut Counter, now: UnixSeconds, n: usize) -> usize {
         (0..n)
-            .filter(|_| counter.charge(Charge::BeforeCheck, now, &RULES) == Attempt::Admitted)
+            .filter(|_| {
+                matches!(
+                    one(counter, Charge::BeforeCheck, now),
+                    Attempt::Admitted { .. }
+                )
+            })
             .count()
     }
 
@@ -229,7 +311,6 @@ mod tests {
     fn a_burst_gets_exactly_the_allowed_tries() {
         let mut c = Counter::fresh(0, &RULES);
         assert_eq!(admitted(&mut c, 0, 150), 3);
-        assert!(c.is_limited(1, &RULES));
         // The block lasts until the window would have ended.
         assert_eq!(c.blocked_until, 100);
         assert_eq!(admitted(&mut c, 99, 5), 0);
@@ -243,11 +324,10 @@ mod tests {
         let mut blocks = Vec::new();
         for _ in 0..8 {
             admitted(&mut c, now, 3);
-            let Attempt::Limited { until, tripped } = c.charge(Charge::BeforeCheck, now, &RULES)
-            else {
+            let Attempt::Limited { until, tripped } = one(&mut c, Charge::BeforeCheck, now) else {
                 panic!("the fourth attempt is limited")
             };
-            assert!(tripped);
+            assert_eq!(tripped.iter().map(|t| t.index).collect::<Vec<_>>(), [0]);
             blocks.push(until - now);
             now = until;
         }
@@ -260,29 +340,90 @@ mod tests {
     }
 
     #[test]
-    fn a_known_failure_that_reaches_the_limit_blocks_at_once() {
+    fn a_wrong_secret_that_reaches_the_limit_blocks_at_once() {
         let mut c = Counter::fresh(0, &RULES);
         for _ in 0..2 {
-            assert_eq!(c.charge(Charge::Failure, 0, &RULES), Attempt::Admitted);
+            assert_eq!(
+                one(&mut c, Charge::Wrong, 0),
+                Attempt::Admitted { tripped: vec![] }
+            );
         }
         assert_eq!(
-            c.charge(Charge::Failure, 0, &RULES),
-            Attempt::Limited {
-                until: 100,
-                tripped: true
+            one(&mut c, Charge::Wrong, 0),
+            Attempt::Admitted {
+                tripped: vec![Trip {
+                    index: 0,
+                    until: 100
+                }]
             }
         );
-        assert!(c.is_limited(1, &RULES));
+        assert_eq!(c.blocked_until, 100);
+        // Now right and wrong alike are refused, and nothing more is counted.
+        for charge in [Charge::Right, Charge::Wrong] {
+            assert_eq!(
+                one(&mut c, charge, 1),
+                Attempt::Limited {
+                    until: 100,
+                    tripped: vec![]
+                }
+            );
+        }
+        assert_eq!(c.failures, 0);
     }
 
     #[test]
-    fn refunds_and_limits() {
+    fn a_right_secret_is_not_counted() {
+        let mut c = Counter::fresh(0, &RULES);
+        for _ in 0..10 {
+            assert_eq!(
+                one(&mut c, Charge::Right, 0),
+                Attempt::Admitted { tripped: vec![] }
+            );
+        }
+        assert_eq!(c.failures, 0);
+    }
+
+    #[test]
+    fn a_refusal_is_counted_nowhere() {
+        // Per source, then per account: the source is blocked.
+        let rules = [
+            RULES,
+            Rules {
+                failures: 50,
+                ..RULES
+            },
+        ];
+        let mut counters = [Counter::fresh(0, &rules[0]), Counter::fresh(0, &rules[1])];
+        for _ in 0..3 {
+            decide(&mut counters, &rules, Charge::Wrong, 0);
+        }
+        assert_eq!(counters[1].failures, 3);
+        for _ in 0..40 {
+            let refused = decide(&mut counters, &rules, Charge::Wrong, 1);
+            assert!(matches!(refused, Attempt::Limited { .. }));
+        }
+        assert_eq!(
+            counters[1].failures, 3,
+            "the blocked source spent nothing of the account"
+        );
+        // The account blocked: the owner's own source is not charged either.
+        let mut counters = [Counter::fresh(0, &rules[0]), Counter::fresh(0, &rules[1])];
+        counters[1].blocked_until = 500;
+        for _ in 0..20 {
+            decide(&mut counters, &rules, Charge::BeforeCheck, 1);
+        }
+        assert_eq!(counters[0].failures, 0);
+        assert_eq!(counters[0].blocked_until, 0);
+    }
+
+    #[test]
+    fn refunds_liveness_and_idleness() {
         let mut c = Counter::fresh(0, &RULES);
         admitted(&mut c, 0, 3);
-        assert!(c.is_limited(0, &RULES), "the next attempt would trip");
         c.refund();
-        assert!(!c.is_limited(0, &RULES));
-        assert!(!c.is_limited(200, &RULES), "an ended window counts nothing");
+        assert_eq!(c.failures, 2);
+        assert!(c.is_live(0, &RULES));
+        assert!(!c.is_live(200, &RULES), "an ended window counts nothing");
         assert!(c.is_idle(200, &RULES));
         assert!(!c.is_idle(0, &RULES));
     }

@@ -53,6 +53,17 @@ impl MasterKey {
         Ok(Self(SecretBox::new(Box::new(bytes))))
     }
 
+    /// A key for another purpose, derived from this one and `label`: every replica
+    /// derives the same, and none can be turned back into the master key.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(label.as_bytes());
+        hasher.update([0]);
+        hasher.update(self.0.expose_secret());
+        Zeroizing::new(hasher.finalize().into())
+    }
+
     /// The base64 form, for writing a generated key to its file.
     pub fn to_base64(&self) -> Zeroizing<String> {
         Zeroizing::new(STANDARD.encode(self.0.expose_secret()))

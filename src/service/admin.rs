@@ -26,9 +26,18 @@ use std::sync::Arc;
 pub const MAX_ROLE_PERMISSIONS: usize = 256;
 /// Most roles given at user creation.
 pub const MAX_USER_ROLES: usize = 64;
-/// Default and largest page of ListUsers.
+/// Default and largest page of every listing that pages.
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
+
+/// The page size asked for: 0 means the default, more than the largest is refused.
+pub(super) fn page_size(requested: u32) -> Result<u32, ServiceError> {
+    match requested {
+        0 => Ok(DEFAULT_PAGE),
+        n if n > MAX_PAGE => Err(ServiceError::invalid("page_size", "must be at most 1000")),
+        n => Ok(n),
+    }
+}
 
 /// A user to create, as asked for.
 #[derive(Debug, Clone, Default)]
@@ -267,13 +276,7 @@ impl AdminService {
         page_size: u32,
         page_token: &str,
     ) -> Result<UserPage, ServiceError> {
-        let limit = match page_size {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(ServiceError::invalid("page_size", "must be at most 1000"));
-            }
-            n => n,
-        };
+        let limit = self::page_size(page_size)?;
         let after = decode_page_token(page_token)?;
         let users = self.store.list_users(&after, limit).await?;
         let full_page = users.len() == limit as usize;
@@ -393,6 +396,12 @@ impl AdminService {
             .await?;
         audit::log(&event);
         self.cache.invalidate_principal(&user.id);
+        // Nobody has guessed at the new token: blocks on the name would only keep its
+        // owner out. The token is replaced either way; a failure here leaves blocks that
+        // end by themselves.
+        if let Err(e) = self.limits.clear_api_token(&username, origin).await {
+            tracing::warn!(error = %e, "could not clear the guessing limits of a regenerated API token");
+        }
         Ok((user, token))
     }
 

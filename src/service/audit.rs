@@ -8,9 +8,6 @@ use crate::domain::audit::{Event, Outcome};
 use crate::domain::clock::UnixSeconds;
 use crate::store::{AuditFilter, AuditRecord};
 
-/// Default and largest page of ListAuditEvents.
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1000;
 /// Longest text filter accepted.
 const MAX_FILTER: usize = 256;
 
@@ -84,13 +81,7 @@ impl AdminService {
                 ServiceError::invalid("outcome", "must be success, failure, limited or empty")
             })?),
         };
-        let limit = match query.page_size {
-            0 => DEFAULT_PAGE,
-            n if n > MAX_PAGE => {
-                return Err(ServiceError::invalid("page_size", "must be at most 1000"));
-            }
-            n => n,
-        };
+        let limit = super::admin::page_size(query.page_size)?;
         let before_id = match query.page_token.as_str() {
             "" => None,
             token => Some(token.parse::<i64>().map_err(|_| {

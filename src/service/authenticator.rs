@@ -275,7 +275,9 @@ impl Authenticator {
     }
 
     /// Checks Basic `username:token`, under the username's guessing limit: a token
-    /// presented with a username that is not its owner's is simply wrong.
+    /// presented with a username that is not its owner's is simply wrong. A warm check
+    /// consults only the blocks held in memory; a cold one is decided with its result
+    /// under the counters' locks, so a blocked attempt is refused alike, right or wrong.
     async fn api_token(
         &self,
         username: &str,
@@ -289,39 +291,38 @@ impl Authenticator {
         if names::check_username(username).is_err() {
             return Ok(invalid);
         }
-        // Built only off the warm path: a warm check allocates nothing for the limit.
-        let guess = || Guess {
-            secret: Guessed::ApiToken,
-            subject: username.to_ascii_lowercase(),
-            source: origin.client_address.clone(),
-        };
-        if self.limits.blocked_in_memory(guess) {
+        if self
+            .limits
+            .refuses_api_token(username, origin.client)
+            .await?
+        {
             return Ok(invalid);
         }
         let digest = SecretDigest::of(token);
-        if let Some(hit) = self.cache.get(&digest) {
-            // Stored names are canonical: lower-case ASCII.
-            if hit.principal.name.eq_ignore_ascii_case(username) {
-                return Ok(Ok(hit));
-            }
-            self.limits.charge_failure(&guess(), origin).await?;
-            return Ok(invalid);
+        // Stored names are canonical (lower-case ASCII), so a warm hit compares without
+        // copying.
+        if let Some(hit) = self.cache.get(&digest)
+            && hit.principal.name.eq_ignore_ascii_case(username)
+        {
+            return Ok(Ok(hit));
         }
-        let guess = guess();
+        let guess = Guess {
+            secret: Guessed::ApiToken,
+            subject: username.to_ascii_lowercase(),
+            source: origin.client,
+        };
         let read_at = self.cache.epoch();
-        let owner = self.store.find_api_token(&digest).await?;
-        let valid = owner.filter(|o| {
+        let owner = self.store.find_api_token(&digest).await?.filter(|o| {
             o.digest.ct_eq(&digest) && o.active && o.api_access && o.username == guess.subject
         });
-        let Some(owner) = valid else {
-            self.limits.charge_failure(&guess, origin).await?;
-            return Ok(invalid);
-        };
-        match self.limits.check_right(&guess).await {
+        match self.limits.settle(&guess, owner.is_some(), origin).await {
             Ok(()) => {}
             Err(AdmitError::Limited(_)) => return Ok(invalid),
             Err(AdmitError::Store(e)) => return Err(e),
         }
+        let Some(owner) = owner else {
+            return Ok(invalid);
+        };
         let authenticated = Arc::new(api_token_principal(owner, &digest));
         self.cache.fill(digest, authenticated.clone(), read_at);
         Ok(Ok(authenticated))

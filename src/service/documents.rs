@@ -129,10 +129,10 @@ impl Documents {
                 let event = Origin::system()
                     .event(now, "document.replace", document_target(name))
                     .with("file", file.origin.as_str());
-                store
+                let version = store
                     .put_document(name, &file.text, Some(&file.digest), None, &event)
                     .await?;
-                super::audit::log(&event);
+                super::audit::log(&event.with("version", version));
             }
         }
         let snapshot = stored_snapshot(store.as_ref()).await?;

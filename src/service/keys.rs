@@ -274,13 +274,13 @@ impl KeyRing {
     }
 }
 
-/// Checks the signature and algorithm only: claims are checked by
-/// [`AccessClaims::check`] against the service clock.
 /// How the audit log names a signing key.
 fn key_target(kid: &str) -> String {
     format!("key:{kid}")
 }
 
+/// Checks the signature and algorithm only: claims are checked by
+/// [`AccessClaims::check`] against the service clock.
 fn signature_only() -> Validation {
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.required_spec_claims.clear();

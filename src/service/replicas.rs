@@ -29,9 +29,11 @@ pub enum Notice {
     All,
     /// The scope catalog or route policy was replaced.
     Documents,
-    /// A guessing-limit counter tripped: refuse its secret unchecked until then.
+    /// A guessing-limit counter tripped: refuse its secret unchecked until then (each
+    /// replica confirms with the database before refusing).
     Blocked(LimitKey, UnixSeconds),
-    /// A guessing-limit counter was cleared.
+    /// A guessing-limit counter was cleared (every counter of the subject when the key's
+    /// source is `*`).
     Unblocked(LimitKey),
 }
 

@@ -23,11 +23,12 @@ use super::keys::KeyRing;
 use super::limits::{AdmitError, Guess, GuessLimits};
 use super::passwords::Passwords;
 use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
-use crate::domain::audit::{Actor, Event, Origin, Outcome};
+use crate::domain::audit::{Actor, Event, Origin, Outcome, Pseudonyms};
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::guessing::Guessed;
 use crate::domain::names;
 use crate::domain::permissions::Permission;
+use crate::domain::principal::PrincipalKind;
 use crate::domain::scopes::{self, Catalog, ScopeError};
 use crate::domain::secret::{SecretDigest, SecretKind};
 use crate::store::{NewRefreshToken, NewSession, SessionGuard, Store, Subject};
@@ -48,6 +49,8 @@ pub struct TokenSettings {
     pub refresh_ttl: UnixSeconds,
     /// `iss` and `aud`.
     pub policy: TokenPolicy,
+    /// Names for login names that are no account's.
+    pub pseudonyms: Pseudonyms,
 }
 
 /// An OAuth2 token request, as received. Secrets stay wrapped.
@@ -302,22 +305,26 @@ impl Tokens {
         // One namespace: the key names at most one user, by username or email.
         let key = names::login_key(login_name);
         let user = self.store.find_login(&key).await?;
+        // A name that is no account's may be a password typed in the wrong field: it
+        // is counted and recorded under its pseudonym, never as typed.
+        let subject = match &user {
+            Some(u) => u.username.clone(),
+            None => self.settings.pseudonyms.of(&key),
+        };
         let login = match &user {
             Some(u) => login.of_user(&u.id, &u.username),
-            None => login.of_unknown(&key),
+            None => login.of_unknown(&subject),
         };
         let guess = Guess {
             secret: Guessed::Password,
-            subject: user
-                .as_ref()
-                .map_or_else(|| key.clone(), |u| u.username.clone()),
-            source: origin.client_address.clone(),
+            subject,
+            source: origin.client,
         };
-        // Charged before argon2 runs, so a blocked attempt costs no hashing.
+        // Decided before argon2 runs, so a refused attempt costs no hashing.
         match self.limits.admit(&guess, &login.origin).await {
             Ok(()) => {}
             Err(AdmitError::Limited(_)) => {
-                self.record(login.limited()).await;
+                self.record_limited(login.limited(), &guess).await;
                 return Err(OAuthError::InvalidGrant.into());
             }
             Err(AdmitError::Store(e)) => return Err(e.into()),
@@ -551,13 +558,17 @@ impl Tokens {
             return Err(OAuthError::InvalidGrant.into());
         };
         let now = self.clock.now();
-        let origin = origin.acting(Actor {
-            id: format!("user:{}", record.user_id),
-            name: record.username.clone(),
-            credential: "refresh_token".into(),
-        });
+        let origin = origin.acting(Actor::principal(
+            PrincipalKind::User,
+            &record.user_id,
+            &record.username,
+            "refresh_token",
+        ));
         if record.used {
-            self.revoke_family(&origin, &record.session_id, now).await?;
+            // Whoever presents a used token is not known to be its owner.
+            let presenter = origin.acting(Actor::presenting("refresh_token"));
+            self.revoke_family(&presenter, &record.session_id, now)
+                .await?;
             return Err(OAuthError::InvalidGrant.into());
         }
         let csrf = grant.csrf_token.expose_secret();
@@ -587,7 +598,9 @@ impl Tokens {
             .await?
         {
             // Another exchange of the same token won the race: that is reuse too.
-            self.revoke_family(&origin, &record.session_id, now).await?;
+            let presenter = origin.acting(Actor::presenting("refresh_token"));
+            self.revoke_family(&presenter, &record.session_id, now)
+                .await?;
             return Err(OAuthError::InvalidGrant.into());
         }
         audit::log(&event);
@@ -736,45 +749,73 @@ impl Tokens {
         if !is_client_id(client_id) {
             return Err(OAuthError::InvalidClient.into());
         }
+        let Some(found) = self.store.find_client(client_id).await? else {
+            // No integration: no secret to guess, so nothing to count. Recorded, but at
+            // most once a minute per client id and address, so a flood of made-up ids
+            // cannot fill the log.
+            let source = login
+                .origin
+                .client
+                .map(|ip| ip.to_string())
+                .unwrap_or_default();
+            if self.limits.record_refusal(&[
+                b"unknown_client",
+                client_id.as_bytes(),
+                source.as_bytes(),
+            ]) {
+                let event = login.client_refused(client_id, Outcome::Failure, "unknown_client");
+                self.record(event).await;
+            }
+            return Err(OAuthError::InvalidClient.into());
+        };
         let guess = Guess {
             secret: Guessed::ClientSecret,
             subject: client_id.to_owned(),
-            source: login.origin.client_address.clone(),
+            source: login.origin.client,
         };
-        let found = self.store.find_client(client_id).await?;
-        let digest = SecretDigest::of(&client.client_secret);
-        let refusal = match &found {
-            None => "unknown_client",
-            Some(f) if !f.secret_digest.ct_eq(&digest) => "wrong_client_secret",
-            Some(f) if !f.active => "client_disabled",
-            Some(_) => "",
-        };
-        let limited = if refusal.is_empty() {
-            self.limits.check_right(&guess).await
-        } else {
-            self.limits
-                .charge_failure(&guess, &login.origin)
-                .await
-                .map_err(AdmitError::Store)
-        };
-        match (limited, found) {
-            (Err(AdmitError::Store(e)), _) => Err(e.into()),
-            (Err(AdmitError::Limited(_)), _) => {
-                let event = login.client_refused(client_id, Outcome::Limited, "");
-                self.record(event).await;
-                Err(OAuthError::InvalidClient.into())
+        let right = found
+            .secret_digest
+            .ct_eq(&SecretDigest::of(&client.client_secret));
+        match self.limits.settle(&guess, right, &login.origin).await {
+            Ok(()) => {}
+            Err(AdmitError::Limited(_)) => {
+                self.record_limited(
+                    login.client_refused(client_id, Outcome::Limited, ""),
+                    &guess,
+                )
+                .await;
+                return Err(OAuthError::InvalidClient.into());
             }
-            (Ok(()), Some(found)) if refusal.is_empty() => Ok(Client::Integration {
-                id: found.id,
-                client_id: found.client_id,
-                name: found.name,
-                secret_digest: found.secret_digest,
-            }),
-            (Ok(()), _) => {
-                let event = login.client_refused(client_id, Outcome::Failure, refusal);
-                self.record(event).await;
-                Err(OAuthError::InvalidClient.into())
+            Err(AdmitError::Store(e)) => return Err(e.into()),
+        }
+        let refusal = match (right, found.active) {
+            (false, _) => "wrong_client_secret",
+            (true, false) => "client_disabled",
+            (true, true) => {
+                return Ok(Client::Integration {
+                    id: found.id,
+                    client_id: found.client_id,
+                    name: found.name,
+                    secret_digest: found.secret_digest,
+                });
             }
+        };
+        self.record(login.client_refused(client_id, Outcome::Failure, refusal))
+            .await;
+        Err(OAuthError::InvalidClient.into())
+    }
+
+    /// Records an attempt a guessing limit refused: at most once a minute per counter,
+    /// so a refused flood cannot fill the log (the metric counts every one).
+    async fn record_limited(&self, event: Event, guess: &Guess) {
+        let source = guess.source.map(|ip| ip.to_string()).unwrap_or_default();
+        let about = [
+            guess.secret.as_str().as_bytes(),
+            guess.subject.as_bytes(),
+            source.as_bytes(),
+        ];
+        if self.limits.record_refusal(&about) {
+            self.record(event).await;
         }
     }
 
@@ -855,44 +896,53 @@ fn session_target(session_id: &str) -> String {
 }
 
 fn integration_actor(id: &str, name: &str, client_id: &str) -> Actor {
-    Actor {
-        id: format!("integration:{id}"),
-        name: name.to_owned(),
-        credential: format!("client_secret:{client_id}"),
-    }
+    let credential = format!("client_secret:{client_id}");
+    Actor::principal(PrincipalKind::Integration, id, name, &credential)
 }
 
 /// One attempt at a grant, as the audit log tells it: `login` events for the password
-/// and client-credentials grants, and the client refusals of every grant.
+/// and client-credentials grants, and the client refusals of every grant. Until it
+/// succeeds, an attempt is by nobody proven (`anonymous`, presenting a password or a
+/// client secret): the account it names is its target, never its actor, so nobody can
+/// write events in another's name.
 struct Login {
     origin: Origin,
     grant: &'static str,
     /// When the attempt began; refusals are recorded at this time.
     at: UnixSeconds,
-    /// What was logged in to: `user:<username>`, `login:<key>` for no account, or the
-    /// integration.
+    /// What was logged in to: `user:<username>`, `login:<pseudonym>` for no account,
+    /// or the integration.
     target: String,
+    /// Who the attempt acts as once it succeeds.
+    succeeds_as: Option<Actor>,
 }
 
 impl Login {
     fn new(origin: &Origin, grant: &'static str, at: UnixSeconds) -> Self {
+        let credential = if grant == "password" {
+            "password"
+        } else {
+            "client_secret"
+        };
         Self {
-            origin: origin.clone(),
+            origin: origin.acting(Actor::presenting(credential)),
             grant,
             at,
             target: String::new(),
+            succeeds_as: None,
         }
     }
 
-    /// The password grant found the user `username`.
+    /// The password grant named the user `username`.
     fn of_user(self, id: &str, username: &str) -> Self {
         Self {
-            origin: self.origin.acting(Actor {
-                id: format!("user:{id}"),
-                name: username.to_owned(),
-                credential: "password".into(),
-            }),
             target: format!("user:{username}"),
+            succeeds_as: Some(Actor::principal(
+                PrincipalKind::User,
+                id,
+                username,
+                "password",
+            )),
             ..self
         }
     }
@@ -900,29 +950,25 @@ impl Login {
     /// The client-credentials grant authenticated integration `name`.
     fn of_integration(self, id: &str, name: &str, client_id: &str) -> Self {
         Self {
-            origin: self.origin.acting(integration_actor(id, name, client_id)),
             target: integration_target(client_id),
+            succeeds_as: Some(integration_actor(id, name, client_id)),
             ..self
         }
     }
 
-    /// The password grant named no account.
-    fn of_unknown(self, key: &str) -> Self {
+    /// The password grant named no account; `pseudonym` stands for what was typed.
+    fn of_unknown(self, pseudonym: &str) -> Self {
         Self {
-            origin: self.origin.acting(Actor {
-                credential: "password".into(),
-                ..Actor::anonymous()
-            }),
-            target: format!("login:{key}"),
+            target: format!("login:{pseudonym}"),
             ..self
         }
     }
 
     fn event(&self, at: UnixSeconds, target: &str) -> Event {
         let action = match self.grant {
-            "password" | "client_credentials" => "login",
             "refresh_token" => "token.refresh",
-            _ => "token.revoke",
+            "revoke" => "token.revoke",
+            _ => "login",
         };
         self.origin
             .event(at, action, target)
@@ -930,10 +976,15 @@ impl Login {
     }
 
     fn success(&self, session: &NewSession, at: UnixSeconds) -> Event {
-        self.event(at, &self.target)
+        let mut event = self
+            .event(at, &self.target)
             .with("session", session.id.as_str())
             .with("scope", session.scopes.as_str())
-            .with("client_id", session.client_id.as_str())
+            .with("client_id", session.client_id.as_str());
+        if let Some(actor) = &self.succeeds_as {
+            event.actor = actor.clone();
+        }
+        event
     }
 
     fn failed(&self, reason: &str) -> Event {
@@ -952,7 +1003,7 @@ impl Login {
         let mut event = self
             .event(self.at, &integration_target(client_id))
             .ended(outcome, reason);
-        event.actor.credential = format!("client_secret:{client_id}");
+        event.actor = Actor::presenting(format!("client_secret:{client_id}"));
         event
     }
 }

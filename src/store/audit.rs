@@ -30,6 +30,8 @@ pub struct AuditRecord {
     pub reason: String,
     /// The end client's address.
     pub source: String,
+    /// The address the request came from.
+    pub peer: String,
     /// The request id.
     pub request_id: String,
     /// What changed, a JSON object.
@@ -73,14 +75,14 @@ pub trait AuditStore: Send + Sync + 'static {
 /// Writes one event; run inside the transaction of the change it records.
 pub(super) const INSERT: &str = "\
     INSERT INTO audit_events (at, actor, actor_name, credential, action, target, outcome, \
-                              reason, source, request_id, details) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+                              reason, source, peer, request_id, details) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 
 /// Newest first; each condition is skipped when its parameter says so, so one
 /// statement serves every filter.
 pub(super) const LIST: &str = "\
     SELECT id, at, actor, actor_name, credential, action, target, outcome, reason, source, \
-           request_id, details \
+           peer, request_id, details \
     FROM audit_events \
     WHERE ($1 = '' OR actor = $1 OR actor_name = $1) \
       AND ($2 = '' OR target = $2) \
@@ -89,7 +91,14 @@ pub(super) const LIST: &str = "\
       AND at >= $5 AND at < $6 AND id < $7 \
     ORDER BY id DESC LIMIT $8";
 
-pub(super) const PURGE: &str = "DELETE FROM audit_events WHERE at < $1";
+/// One batch of old events: purging in batches keeps each write transaction short, so a
+/// purge after a flood never holds SQLite's write lock for long.
+pub(super) const PURGE: &str = "\
+    DELETE FROM audit_events WHERE id IN \
+        (SELECT id FROM audit_events WHERE at < $1 ORDER BY id LIMIT $2)";
+
+/// Events deleted per purge transaction.
+pub(super) const PURGE_BATCH: i64 = 10_000;
 
 #[derive(sqlx::FromRow)]
 pub(super) struct AuditRow {
@@ -103,6 +112,7 @@ pub(super) struct AuditRow {
     pub outcome: String,
     pub reason: String,
     pub source: String,
+    pub peer: String,
     pub request_id: String,
     pub details: String,
 }
@@ -120,6 +130,7 @@ impl From<AuditRow> for AuditRecord {
             outcome: r.outcome,
             reason: r.reason,
             source: r.source,
+            peer: r.peer,
             request_id: r.request_id,
             details: r.details,
         }
@@ -151,13 +162,21 @@ macro_rules! impl_audit_store {
             }
 
             async fn purge_audit_events(&self, before: UnixSeconds) -> StoreResult<u64> {
-                let mut tx = self.begin_write().await?;
-                let purged = sqlx::query(audit::PURGE)
-                    .bind(before)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(purged.rows_affected())
+                let mut purged = 0;
+                loop {
+                    let mut tx = self.begin_write().await?;
+                    let batch = sqlx::query(audit::PURGE)
+                        .bind(before)
+                        .bind(audit::PURGE_BATCH)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    purged += batch;
+                    if batch < audit::PURGE_BATCH.unsigned_abs() {
+                        return Ok(purged);
+                    }
+                }
             }
 
             async fn record_event(&self, event: &Event) -> StoreResult<()> {

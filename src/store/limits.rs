@@ -1,11 +1,13 @@
-//! Storage of guessing-limit counters, shared by every replica. Each change runs the
-//! domain's state transition ([`Counter`]) on a row locked for the transaction, so
-//! concurrent attempts on any replica are counted one after the other.
+//! Storage of guessing-limit counters, shared by every replica. Each attempt is decided
+//! by the domain's rule ([`decide`](crate::domain::guessing::decide)) inside one transaction that holds the
+//! locks of its counters, so concurrent attempts on any replica are decided one after
+//! the other, exactly as a sequential run would be.
 
 use super::StoreResult;
-use crate::domain::audit::Event;
+use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::UnixSeconds;
 use crate::domain::guessing::{Attempt, Charge, Counter, Guessed, LimitKey, Rules};
+use crate::domain::secret::SecretDigest;
 use async_trait::async_trait;
 
 /// A counter as Admin lists it.
@@ -22,35 +24,27 @@ pub struct LimitRecord {
 /// Guessing-limit counters. Every method that changes state is one transaction.
 #[async_trait]
 pub trait LimitStore: Send + Sync + 'static {
-    /// Charges an attempt on `key` (see [`Counter::charge`]). When the charge trips the
-    /// limit, `on_trip` is recorded in the same transaction, with the block's end added.
-    async fn charge_attempt(
+    /// Decides one attempt from `origin` over its counters at once (see
+    /// [`decide`](crate::domain::guessing::decide)), with each counter locked, so
+    /// concurrent attempts on any replica are decided one after the other. Each counter
+    /// the decision blocks is recorded in the same transaction
+    /// ([`trip_event`](crate::domain::guessing::trip_event)).
+    async fn decide_attempt(
         &self,
-        key: &LimitKey,
+        keys: &[(LimitKey, Rules)],
         charge: Charge,
-        rules: &Rules,
         now: UnixSeconds,
-        on_trip: &Event,
+        origin: &Origin,
     ) -> StoreResult<Attempt>;
-    /// Takes back an attempt whose secret was right: `reset` forgets the counter (the
-    /// per-source count of a client that proved itself), otherwise one charge is
-    /// refunded (the per-subject count, which other sources share).
-    async fn refund_attempt(
-        &self,
-        key: &LimitKey,
-        rules: &Rules,
-        reset: bool,
-        now: UnixSeconds,
-    ) -> StoreResult<()>;
-    /// True when an attempt on `key` now would be refused unchecked.
-    async fn is_limited(
-        &self,
-        key: &LimitKey,
-        rules: &Rules,
-        now: UnixSeconds,
-    ) -> StoreResult<bool>;
-    /// Counters with failures or a block that have not ended by `now`, of `secret` when
-    /// given and of `subject` when not empty, most recently changed first.
+    /// The counters of `keys` as stored (`None` where there is none), read without
+    /// locking: to confirm a block held in memory.
+    async fn read_counters(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Counter>>>;
+    /// Takes back one charge of an attempt whose secret was right, on each counter.
+    async fn refund_attempt(&self, keys: &[(LimitKey, Rules)], now: UnixSeconds)
+    -> StoreResult<()>;
+    /// Counters with failures or a block at `now` (some may belong to windows that have
+    /// ended), of `secret` when given and of `subject` when not empty, most recently
+    /// changed first.
     async fn list_limits(
         &self,
         secret: Option<Guessed>,
@@ -61,28 +55,37 @@ pub trait LimitStore: Send + Sync + 'static {
     /// Forgets one counter, recording `event`; false (recording nothing) when there was
     /// none.
     async fn clear_limit(&self, key: &LimitKey, event: &Event) -> StoreResult<bool>;
+    /// Forgets every counter of `secret` and `subject`, whatever the source, recording
+    /// `event` when there was any; returns how many.
+    async fn clear_subject_limits(
+        &self,
+        secret: Guessed,
+        subject: &str,
+        event: &Event,
+    ) -> StoreResult<u64>;
     /// Deletes counters unchanged since `before` that no longer block.
     async fn purge_limits(&self, before: UnixSeconds, now: UnixSeconds) -> StoreResult<u64>;
 }
 
-/// Makes sure the row exists, so the next statement can lock it.
-pub(super) const ENSURE: &str = "\
-    INSERT INTO guess_limits (secret, subject, source, failures, window_start, \
-                              blocked_until, next_delay, updated_at) \
-    VALUES ($1, $2, $3, 0, $4, 0, $5, $4) ON CONFLICT DO NOTHING";
-
-/// A counter, read without locking it.
+/// A counter: read inside the deciding transaction once its lock is held, or alone.
 pub(super) const COUNTER: &str = "\
     SELECT failures, window_start, blocked_until, next_delay FROM guess_limits \
     WHERE secret = $1 AND subject = $2 AND source = $3";
 
-pub(super) const UPDATE: &str = "\
-    UPDATE guess_limits SET failures = $4, window_start = $5, blocked_until = $6, \
-                            next_delay = $7, updated_at = $8 \
-    WHERE secret = $1 AND subject = $2 AND source = $3";
+pub(super) const SAVE: &str = "\
+    INSERT INTO guess_limits (secret, subject, source, failures, window_start, \
+                              blocked_until, next_delay, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+    ON CONFLICT (secret, subject, source) DO UPDATE SET \
+        failures = excluded.failures, window_start = excluded.window_start, \
+        blocked_until = excluded.blocked_until, next_delay = excluded.next_delay, \
+        updated_at = excluded.updated_at";
 
 pub(super) const DELETE: &str =
     "DELETE FROM guess_limits WHERE secret = $1 AND subject = $2 AND source = $3";
+
+pub(super) const DELETE_SUBJECT: &str =
+    "DELETE FROM guess_limits WHERE secret = $1 AND subject = $2";
 
 pub(super) const LIST: &str = "\
     SELECT secret, subject, source, failures, window_start, blocked_until, next_delay, \
@@ -94,6 +97,23 @@ pub(super) const LIST: &str = "\
 
 pub(super) const PURGE: &str =
     "DELETE FROM guess_limits WHERE updated_at < $1 AND blocked_until <= $2";
+
+/// The number a counter's lock is taken under (PostgreSQL advisory locks take an
+/// `i64`): the first bytes of the key's digest. Rows are not enough to lock on, since a
+/// counter that was never charged has none, and creating one for every right secret
+/// would write on every cold check.
+pub(super) fn lock_id(key: &LimitKey) -> i64 {
+    let digest = SecretDigest::of_parts(&[
+        key.secret.as_str().as_bytes(),
+        b"\0",
+        key.subject.as_bytes(),
+        b"\0",
+        key.source.as_bytes(),
+    ]);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_bytes()[..8]);
+    i64::from_be_bytes(first)
+}
 
 #[derive(sqlx::FromRow)]
 pub(super) struct CounterRow {
@@ -148,135 +168,138 @@ pub(super) fn records(rows: Vec<LimitRow>) -> Vec<LimitRecord> {
         .collect()
 }
 
-/// Implements [`LimitStore`] for `$store` (see `sql.rs`); `$lock` ends the statement
-/// that reads a counter for change (`FOR UPDATE`, or nothing on SQLite).
+/// Implements [`LimitStore`] for `$store` (see `sql.rs`); `$lock` takes a counter's lock
+/// for the rest of the transaction, given its [`lock_id`] (PostgreSQL: an advisory lock;
+/// SQLite's write transaction already excludes every other writer).
 macro_rules! impl_limit_store {
     ($store:ty, $lock:literal) => {
         impl $store {
-            /// The counter of `key`, locked for the rest of the transaction; created
-            /// fresh when there is none.
-            async fn lock_counter(
+            /// The counters of `keys` (fresh where none is stored), each locked, and
+            /// whether each was stored.
+            async fn lock_counters(
                 conn: &mut Conn,
-                key: &LimitKey,
-                rules: &Rules,
+                keys: &[(LimitKey, Rules)],
                 now: UnixSeconds,
-            ) -> StoreResult<Counter> {
-                sqlx::query(limits::ENSURE)
-                    .bind(key.secret.as_str())
-                    .bind(&key.subject)
-                    .bind(&key.source)
-                    .bind(now)
-                    .bind(rules.first_delay)
-                    .execute(&mut *conn)
-                    .await?;
-                let row = sqlx::query_as::<_, limits::CounterRow>(concat!(
-                    "SELECT failures, window_start, blocked_until, next_delay FROM guess_limits \
-                     WHERE secret = $1 AND subject = $2 AND source = $3 ",
-                    $lock
-                ))
-                .bind(key.secret.as_str())
-                .bind(&key.subject)
-                .bind(&key.source)
-                .fetch_one(&mut *conn)
-                .await?;
-                Ok(row.into())
+            ) -> StoreResult<Vec<(Counter, bool)>> {
+                let mut counters = Vec::with_capacity(keys.len());
+                for (key, rules) in keys {
+                    sqlx::query($lock)
+                        .bind(limits::lock_id(key))
+                        .execute(&mut *conn)
+                        .await?;
+                    let row = sqlx::query_as::<_, limits::CounterRow>(limits::COUNTER)
+                        .bind(key.secret.as_str())
+                        .bind(&key.subject)
+                        .bind(&key.source)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                    let stored = row.is_some();
+                    let counter = row.map_or_else(|| Counter::fresh(now, rules), Counter::from);
+                    counters.push((counter, stored));
+                }
+                Ok(counters)
             }
 
+            /// Writes `counter` back unless it is as it was, deleting it once it holds
+            /// nothing.
             async fn save_counter(
                 conn: &mut Conn,
                 key: &LimitKey,
-                counter: &Counter,
+                (counter, before, stored): (&Counter, &Counter, bool),
                 rules: &Rules,
                 now: UnixSeconds,
             ) -> StoreResult<()> {
                 if counter.is_idle(now, rules) {
-                    sqlx::query(limits::DELETE)
-                        .bind(key.secret.as_str())
-                        .bind(&key.subject)
-                        .bind(&key.source)
-                        .execute(&mut *conn)
-                        .await?;
-                } else {
-                    sqlx::query(limits::UPDATE)
-                        .bind(key.secret.as_str())
-                        .bind(&key.subject)
-                        .bind(&key.source)
-                        .bind(counter.failures)
-                        .bind(counter.window_start)
-                        .bind(counter.blocked_until)
-                        .bind(counter.next_delay)
-                        .bind(now)
-                        .execute(&mut *conn)
-                        .await?;
+                    if stored {
+                        sqlx::query(limits::DELETE)
+                            .bind(key.secret.as_str())
+                            .bind(&key.subject)
+                            .bind(&key.source)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    return Ok(());
                 }
+                if stored && counter == before {
+                    return Ok(());
+                }
+                sqlx::query(limits::SAVE)
+                    .bind(key.secret.as_str())
+                    .bind(&key.subject)
+                    .bind(&key.source)
+                    .bind(counter.failures)
+                    .bind(counter.window_start)
+                    .bind(counter.blocked_until)
+                    .bind(counter.next_delay)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
         }
 
         #[async_trait::async_trait]
         impl LimitStore for $store {
-            async fn charge_attempt(
+            async fn decide_attempt(
                 &self,
-                key: &LimitKey,
+                keys: &[(LimitKey, Rules)],
                 charge: Charge,
-                rules: &Rules,
                 now: UnixSeconds,
-                on_trip: &Event,
+                origin: &Origin,
             ) -> StoreResult<Attempt> {
                 let mut tx = self.begin_write().await?;
-                let mut counter = Self::lock_counter(&mut tx, key, rules, now).await?;
-                let attempt = counter.charge(charge, now, rules);
-                match attempt {
-                    // A refused attempt changes nothing but the block it may start.
-                    Attempt::Limited { tripped: false, .. } => return Ok(attempt),
-                    Attempt::Limited { until, .. } => {
-                        let event = on_trip.clone().with("blocked_until", until);
+                let locked = Self::lock_counters(&mut tx, keys, now).await?;
+                let before: Vec<Counter> = locked.iter().map(|(c, _)| *c).collect();
+                let mut counters = before.clone();
+                let rules: Vec<Rules> = keys.iter().map(|(_, r)| *r).collect();
+                let attempt = guessing::decide(&mut counters, &rules, charge, now);
+                for (i, (key, rules)) in keys.iter().enumerate() {
+                    let (Some(counter), Some(old), Some((_, stored))) =
+                        (counters.get(i), before.get(i), locked.get(i))
+                    else {
+                        continue;
+                    };
+                    Self::save_counter(&mut tx, key, (counter, old, *stored), rules, now).await?;
+                }
+                for trip in attempt.tripped() {
+                    if let Some((key, _)) = keys.get(trip.index) {
+                        let event = guessing::trip_event(origin, now, key, trip.until);
                         Self::write_event(&mut tx, &event).await?;
                     }
-                    Attempt::Admitted => {}
                 }
-                Self::save_counter(&mut tx, key, &counter, rules, now).await?;
                 tx.commit().await?;
                 Ok(attempt)
             }
 
-            async fn refund_attempt(
-                &self,
-                key: &LimitKey,
-                rules: &Rules,
-                reset: bool,
-                now: UnixSeconds,
-            ) -> StoreResult<()> {
-                let mut tx = self.begin_write().await?;
-                if reset {
-                    sqlx::query(limits::DELETE)
+            async fn read_counters(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Counter>>> {
+                let mut counters = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let row = sqlx::query_as::<_, limits::CounterRow>(limits::COUNTER)
                         .bind(key.secret.as_str())
                         .bind(&key.subject)
                         .bind(&key.source)
-                        .execute(&mut *tx)
+                        .fetch_optional(&self.pool)
                         .await?;
-                } else {
-                    let mut counter = Self::lock_counter(&mut tx, key, rules, now).await?;
+                    counters.push(row.map(Counter::from));
+                }
+                Ok(counters)
+            }
+
+            async fn refund_attempt(
+                &self,
+                keys: &[(LimitKey, Rules)],
+                now: UnixSeconds,
+            ) -> StoreResult<()> {
+                let mut tx = self.begin_write().await?;
+                let locked = Self::lock_counters(&mut tx, keys, now).await?;
+                for ((key, rules), (before, stored)) in keys.iter().zip(locked) {
+                    let mut counter = before;
                     counter.refund();
-                    Self::save_counter(&mut tx, key, &counter, rules, now).await?;
+                    Self::save_counter(&mut tx, key, (&counter, &before, stored), rules, now)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())
-            }
-
-            async fn is_limited(
-                &self,
-                key: &LimitKey,
-                rules: &Rules,
-                now: UnixSeconds,
-            ) -> StoreResult<bool> {
-                let row = sqlx::query_as::<_, limits::CounterRow>(limits::COUNTER)
-                    .bind(key.secret.as_str())
-                    .bind(&key.subject)
-                    .bind(&key.source)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Ok(row.is_some_and(|r| Counter::from(r).is_limited(now, rules)))
             }
 
             async fn list_limits(
@@ -310,6 +333,27 @@ macro_rules! impl_limit_store {
                 Self::write_event(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn clear_subject_limits(
+                &self,
+                secret: Guessed,
+                subject: &str,
+                event: &Event,
+            ) -> StoreResult<u64> {
+                let mut tx = self.begin_write().await?;
+                let deleted = sqlx::query(limits::DELETE_SUBJECT)
+                    .bind(secret.as_str())
+                    .bind(subject)
+                    .execute(&mut *tx)
+                    .await?;
+                if deleted.rows_affected() == 0 {
+                    return Ok(0);
+                }
+                let event = event.clone().with("counters", deleted.rows_affected());
+                Self::write_event(&mut tx, &event).await?;
+                tx.commit().await?;
+                Ok(deleted.rows_affected())
             }
 
             async fn purge_limits(

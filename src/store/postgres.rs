@@ -16,9 +16,9 @@ use super::{
     SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
     UserPatch, UserRecord, UserRevocation, rows,
 };
-use crate::domain::audit::Event;
+use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::UnixSeconds;
-use crate::domain::guessing::{Attempt, Charge, Counter, Guessed, LimitKey, Rules};
+use crate::domain::guessing::{self, Attempt, Charge, Counter, Guessed, LimitKey, Rules};
 use crate::domain::secret::SecretDigest;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -77,4 +77,4 @@ impl_document_store!(
     "LOCK TABLE documents IN SHARE ROW EXCLUSIVE MODE"
 );
 impl_audit_store!(PostgresStore);
-impl_limit_store!(PostgresStore, "FOR UPDATE");
+impl_limit_store!(PostgresStore, "SELECT pg_advisory_xact_lock($1)");

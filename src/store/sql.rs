@@ -93,16 +93,8 @@ pub(super) const REPLACE_API_TOKEN: &str = "\
     UPDATE users SET api_token_digest = $2, api_token_created_at = $3, updated_at = $3 \
     WHERE username = $1 AND api_access = TRUE AND active = TRUE";
 
-/// Pairs of users whose names would clash in one login namespace: usernames equal but
-/// for case, or a username equal to another user's email. Run before the migration that
-/// makes the namespace (emails are stored lower-cased already).
-pub(super) const LOGIN_NAME_CLASHES: &str = "\
-    SELECT a.username, b.username, 'case' FROM users a \
-    JOIN users b ON a.id < b.id AND lower(a.username) = lower(b.username) \
-    UNION ALL \
-    SELECT a.username, b.username, 'email' FROM users a \
-    JOIN users b ON a.id <> b.id AND lower(a.username) = b.email \
-    ORDER BY 1, 2";
+/// Every user's names as stored, read while the login-name migration is pending.
+pub(super) const STORED_NAMES: &str = "SELECT id, username, email FROM users";
 
 /// The version of the migration that makes one login namespace.
 pub(super) const LOGIN_NAMES_MIGRATION: i64 = 5;
@@ -115,13 +107,102 @@ pub(super) const LOGIN_NAMES_TAKEN: &str = "\
 pub(super) const INSERT_LOGIN_NAME: &str =
     "INSERT INTO login_names (name, user_id, kind) VALUES ($1, $2, $3)";
 
+/// A user's names as the previous release stored them: usernames in any case, emails
+/// lower-cased but not necessarily NFC.
+#[derive(sqlx::FromRow)]
+pub(super) struct StoredNames {
+    pub id: String,
+    pub username: String,
+    pub email: Option<String>,
+}
+
+/// Two users whose names would share a login key, each named by its username.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Clash {
+    /// Two usernames with one key.
+    Usernames(String, String),
+    /// The first user's username is the second user's email.
+    UsernameIsEmail(String, String),
+    /// Two emails with one key (the third): distinct as stored, equal once NFC.
+    Emails(String, String, String),
+}
+
+/// Which of a user's names holds a login key.
+#[derive(Clone, Copy)]
+enum Held {
+    Username,
+    Email,
+}
+
+/// Every clash among `users`. Computed here with [`login_key`] rather than in SQL,
+/// because neither backend's SQL normalises Unicode (NFC), and bytes compared as
+/// stored miss emails that differ only in composition.
+///
+/// [`login_key`]: crate::domain::names::login_key
+pub(super) fn login_name_clashes(users: &[StoredNames]) -> Vec<Clash> {
+    use crate::domain::names::login_key;
+    // Grouped by key, so the work is linear in users, not in pairs of them.
+    let mut holders: std::collections::HashMap<String, Vec<(Held, &StoredNames)>> =
+        std::collections::HashMap::new();
+    for user in users {
+        let names = std::iter::once((Held::Username, user.username.as_str()))
+            .chain(user.email.as_deref().map(|e| (Held::Email, e)));
+        for (held, name) in names {
+            holders
+                .entry(login_key(name))
+                .or_default()
+                .push((held, user));
+        }
+    }
+    let mut clashes: Vec<Clash> = holders
+        .iter()
+        .flat_map(|(key, holders)| clashes_among(key, holders))
+        .collect();
+    clashes.sort();
+    clashes
+}
+
+/// The clashes among the holders of one key: one per pair of them.
+fn clashes_among(key: &str, holders: &[(Held, &StoredNames)]) -> Vec<Clash> {
+    let mut clashes = Vec::new();
+    for (i, &a) in holders.iter().enumerate() {
+        clashes.extend(holders[i + 1..].iter().filter_map(|&b| clash(key, a, b)));
+    }
+    clashes
+}
+
+/// The clash between two holders of `key`, unless they are one user (whose own username
+/// may be its email).
+fn clash(key: &str, a: (Held, &StoredNames), b: (Held, &StoredNames)) -> Option<Clash> {
+    let ((held_a, a), (held_b, b)) = (a, b);
+    if a.id == b.id {
+        return None;
+    }
+    let name = |user: &StoredNames| user.username.clone();
+    // Symmetric pairs in name order, so the report does not depend on the read order.
+    let (x, y) = if a.username <= b.username {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    Some(match (held_a, held_b) {
+        (Held::Username, Held::Username) => Clash::Usernames(name(x), name(y)),
+        (Held::Username, Held::Email) => Clash::UsernameIsEmail(name(a), name(b)),
+        (Held::Email, Held::Username) => Clash::UsernameIsEmail(name(b), name(a)),
+        (Held::Email, Held::Email) => Clash::Emails(name(x), name(y), key.to_owned()),
+    })
+}
+
 /// The clash report, one clause per pair.
-pub(super) fn clash_report(clashes: &[(String, String, String)]) -> String {
+pub(super) fn clash_report(clashes: &[Clash]) -> String {
     let pairs: Vec<String> = clashes
         .iter()
-        .map(|(a, b, kind)| match kind.as_str() {
-            "case" => format!("usernames '{a}' and '{b}' differ only in case"),
-            _ => format!("username '{a}' is the email of user '{b}'"),
+        .map(|clash| match clash {
+            Clash::Usernames(a, b) => format!("usernames '{a}' and '{b}' differ only in case"),
+            Clash::UsernameIsEmail(a, b) => format!("username '{a}' is the email of user '{b}'"),
+            Clash::Emails(a, b, key) => {
+                format!("users '{a}' and '{b}' have the same email once normalised ('{key}')")
+            }
         })
         .collect();
     format!(
@@ -129,6 +210,19 @@ pub(super) fn clash_report(clashes: &[(String, String, String)]) -> String {
          now; then migrate again",
         pairs.join("; ")
     )
+}
+
+/// The stored emails that are not their login key, by user id, with that key: the
+/// migration copies emails into the namespace as they are, and lookups use the key.
+pub(super) fn email_rewrites(users: &[StoredNames]) -> Vec<(&str, String)> {
+    users
+        .iter()
+        .filter_map(|user| {
+            let email = user.email.as_deref()?;
+            let key = crate::domain::names::login_key(email);
+            (key != email).then_some((user.id.as_str(), key))
+        })
+        .collect()
 }
 
 /// What revoking everything of a user ended.
@@ -148,7 +242,7 @@ macro_rules! impl_sql_store {
             async fn write_event(conn: &mut Conn, event: &Event) -> StoreResult<()> {
                 sqlx::query(super::audit::INSERT)
                     .bind(event.at)
-                    .bind(&event.actor.id)
+                    .bind(event.actor.id.as_ref())
                     .bind(&event.actor.name)
                     .bind(&event.actor.credential)
                     .bind(event.action)
@@ -156,6 +250,7 @@ macro_rules! impl_sql_store {
                     .bind(event.outcome.as_str())
                     .bind(&event.reason)
                     .bind(&event.source)
+                    .bind(&event.peer)
                     .bind(&event.request_id)
                     .bind(event.details_json())
                     .execute(&mut *conn)
@@ -163,23 +258,50 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            /// Users whose names would clash once the login namespace exists, while the
-            /// migration that makes it is pending; none otherwise.
-            async fn login_name_clashes(&self) -> StoreResult<Vec<(String, String, String)>> {
+            /// Whether the migration that makes the login namespace is still to run on a
+            /// database that has been migrated before (a fresh one has no users to check).
+            async fn login_names_pending(&self) -> bool {
                 let applied = sqlx::query_scalar::<_, i64>(
                     "SELECT version FROM _sqlx_migrations WHERE version = $1 AND success",
                 )
                 .bind(sql::LOGIN_NAMES_MIGRATION)
                 .fetch_optional(&self.pool)
                 .await;
-                match applied {
-                    Ok(None) => {}
-                    // Applied, or never migrated at all (no users yet).
-                    Ok(Some(_)) | Err(_) => return Ok(Vec::new()),
+                // An error means no migrations table: never migrated at all.
+                matches!(applied, Ok(None))
+            }
+
+            /// Readies the previous release's names for the login namespace, while its
+            /// migration is pending: refuses clashes, naming them, and otherwise stores
+            /// every email as its login key, since the migration's SQL copies emails as
+            /// they are and cannot normalise them (NFC) itself.
+            async fn prepare_login_names(&self) -> StoreResult<()> {
+                if !self.login_names_pending().await {
+                    return Ok(());
                 }
-                Ok(sqlx::query_as(sql::LOGIN_NAME_CLASHES)
-                    .fetch_all(&self.pool)
-                    .await?)
+                // One transaction: no email changes between the check and the rewrite.
+                let mut tx = self.begin_write().await?;
+                let users = sqlx::query_as::<_, sql::StoredNames>(sql::STORED_NAMES)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let clashes = sql::login_name_clashes(&users);
+                if !clashes.is_empty() {
+                    return Err(StoreError::LoginNameClashes(sql::clash_report(&clashes)));
+                }
+                let rewrites = sql::email_rewrites(&users);
+                for (id, key) in &rewrites {
+                    sqlx::query("UPDATE users SET email = $1 WHERE id = $2")
+                        .bind(key)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                tracing::info!(
+                    rewritten = rewrites.len(),
+                    "stored emails normalised (lower case, NFC) for the login namespace"
+                );
+                Ok(())
             }
 
             /// Refuses login names another user holds, naming which: a username is
@@ -479,10 +601,7 @@ macro_rules! impl_sql_store {
         #[async_trait::async_trait]
         impl Store for $store {
             async fn migrate(&self) -> StoreResult<()> {
-                let clashes = self.login_name_clashes().await?;
-                if !clashes.is_empty() {
-                    return Err(StoreError::LoginNameClashes(sql::clash_report(&clashes)));
-                }
+                self.prepare_login_names().await?;
                 let mut migrator = $migrator;
                 // Migrations this build does not know are a newer release's, applied while
                 // this one still serves (a rolling upgrade, a rollback): they are not ours.
@@ -832,3 +951,69 @@ macro_rules! impl_sql_store {
 }
 
 pub(super) use impl_sql_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, username: &str, email: Option<&str>) -> StoredNames {
+        StoredNames {
+            id: id.into(),
+            username: username.into(),
+            email: email.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn clashes_are_found_in_login_keys() {
+        let users = [
+            user("u2", "admin2", None),
+            user("u1", "Admin2", None),
+            user("u3", "alice", Some("bob@example.com")),
+            user("u4", "Bob@Example.com", None),
+            user("u5", "rene", Some("rene\u{301}@example.com")),
+            user("u6", "rene2", Some("ren\u{e9}@example.com")),
+            // Its own username as its email is no clash.
+            user("u7", "dave@example.com", Some("dave@example.com")),
+        ];
+        assert_eq!(
+            login_name_clashes(&users),
+            [
+                Clash::Usernames("Admin2".into(), "admin2".into()),
+                Clash::UsernameIsEmail("Bob@Example.com".into(), "alice".into()),
+                Clash::Emails(
+                    "rene".into(),
+                    "rene2".into(),
+                    "ren\u{e9}@example.com".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_report_names_every_pair() {
+        let report = clash_report(&[
+            Clash::Usernames("Admin2".into(), "admin2".into()),
+            Clash::Emails("u1".into(), "u2".into(), "x@y".into()),
+        ]);
+        assert_eq!(
+            report,
+            "usernames 'Admin2' and 'admin2' differ only in case; users 'u1' and 'u2' have \
+             the same email once normalised ('x@y'). Delete one user of each pair, or change \
+             the email, with the release running now; then migrate again"
+        );
+    }
+
+    #[test]
+    fn only_emails_that_are_not_their_key_are_rewritten() {
+        let users = [
+            user("u1", "a", Some("rene\u{301}@example.com")),
+            user("u2", "b", Some("ren\u{e9}@example.org")),
+            user("u3", "c", None),
+        ];
+        assert_eq!(
+            email_rewrites(&users),
+            [("u1", "ren\u{e9}@example.com".to_owned())]
+        );
+    }
+}

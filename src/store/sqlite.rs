@@ -16,9 +16,9 @@ use super::{
     SessionGuard, SessionPrincipal, SigningKeyRecord, Store, StoreError, StoreResult, Subject,
     UserPatch, UserRecord, UserRevocation, rows,
 };
-use crate::domain::audit::Event;
+use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::UnixSeconds;
-use crate::domain::guessing::{Attempt, Charge, Counter, Guessed, LimitKey, Rules};
+use crate::domain::guessing::{self, Attempt, Charge, Counter, Guessed, LimitKey, Rules};
 use crate::domain::secret::SecretDigest;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -77,4 +77,4 @@ impl NoticeStore for SqliteStore {
 impl_app_store!(SqliteStore);
 impl_document_store!(SqliteStore, "SELECT 1");
 impl_audit_store!(SqliteStore);
-impl_limit_store!(SqliteStore, "");
+impl_limit_store!(SqliteStore, "SELECT $1");

@@ -95,6 +95,95 @@ async fn admin_bootstrap_and_token_recovery() {
     server.stop().await;
 }
 
+/// When an attacker keeps the admin's API token blocked, the command line recovers:
+/// `regenerate-token` gives a token that is not held back by the guesses at the old one,
+/// and `clear-limit` ends any block, naming it as Admin.ClearGuessLimit does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_admin_is_recovered_from_the_command_line() {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let wrong = basic("admin", &format!("idt_api_{}", "A".repeat(43)));
+    for _ in 0..50 {
+        server.check(&wrong, &["users:read"]).await;
+    }
+    assert_verdict(
+        &server.check(&server.admin_auth, &["users:read"]).await,
+        401,
+        "invalid_credentials",
+    );
+    for _ in 0..10 {
+        let login = crate::oauth_support::password_grant("nobody-at-all", "guess");
+        let request = pb_with_address(login, "203.0.113.4");
+        crate::oauth_support::issue(&server, request)
+            .await
+            .unwrap_err();
+    }
+    let url = server.db.url.clone();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "--database-url", url.as_str()];
+        all.extend_from_slice(args);
+        identityd(&all, &[])
+    };
+
+    let recovered = admin(&["regenerate-token", "--username", "Admin"]);
+    assert!(recovered.status.success(), "{recovered:?}");
+    let token = printed_token(&recovered);
+    assert_verdict(
+        &server.check(&basic("admin", &token), &["users:read"]).await,
+        200,
+        "ok",
+    );
+
+    let refused = admin(&["clear-limit", "--secret", "pin", "--subject", "x"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("secret"));
+    let none = admin(&["clear-limit", "--secret", "password", "--subject", "admin"]);
+    assert!(none.status.success(), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stdout).contains("nothing to clear"));
+    // The blocked name that is no account's is listed by its pseudonym.
+    let listed = server
+        .admin()
+        .await
+        .list_guess_limits(authed(
+            &basic("admin", &token),
+            identityd::api::pb::ListGuessLimitsRequest {
+                secret: "password".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .limits;
+    let pseudonym = listed
+        .iter()
+        .find(|l| l.source == "203.0.113.4")
+        .expect("the blocked address")
+        .subject
+        .clone();
+    let cleared = admin(&[
+        "clear-limit",
+        "--secret",
+        "password",
+        "--subject",
+        &pseudonym,
+        "--source",
+        "203.0.113.4",
+    ]);
+    assert!(cleared.status.success(), "{cleared:?}");
+    assert!(String::from_utf8_lossy(&cleared.stdout).contains("cleared"));
+    server.stop().await;
+}
+
+fn pb_with_address(
+    request: identityd::api::pb::IssueTokenRequest,
+    address: &str,
+) -> identityd::api::pb::IssueTokenRequest {
+    identityd::api::pb::IssueTokenRequest {
+        client_address: address.into(),
+        ..request
+    }
+}
+
 /// Arguments, environment, and what the refusal must mention.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 

@@ -61,7 +61,7 @@ async fn clear(server: &TestServer, secret: &str, subject: &str, source: &str) -
     .cleared
 }
 
-async fn audit_outcomes(server: &TestServer, target: &str, action: &str) -> Vec<String> {
+async fn audit_events(server: &TestServer, target: &str, action: &str) -> Vec<pb::AuditEvent> {
     let request = pb::ListAuditEventsRequest {
         target: target.into(),
         action: action.into(),
@@ -74,9 +74,23 @@ async fn audit_outcomes(server: &TestServer, target: &str, action: &str) -> Vec<
     .await
     .expect("list audit events")
     .events
-    .into_iter()
-    .map(|e| e.outcome)
-    .collect()
+}
+
+async fn audit_outcomes(server: &TestServer, target: &str, action: &str) -> Vec<String> {
+    audit_events(server, target, action)
+        .await
+        .into_iter()
+        .map(|e| e.outcome)
+        .collect()
+}
+
+/// Attempts of `secret` refused unchecked, by the metric.
+async fn limited_metric(server: &TestServer, secret: &str) -> f64 {
+    let metrics = scrape(server).await;
+    sample(
+        &metrics,
+        &format!("identityd_guess_limited_total{{secret=\"{secret}\"}}"),
+    )
 }
 
 fn count(items: &[String], what: &str) -> usize {
@@ -123,7 +137,9 @@ async fn password_guessing_is_limited(backend: Backend) {
         ACCOUNT_FAILURES,
         "{outcomes:?}"
     );
-    assert_eq!(count(&outcomes, "limited"), 2, "{outcomes:?}");
+    // Refused attempts are recorded once a minute per counter; the metric counts both.
+    assert_eq!(count(&outcomes, "limited"), 1, "{outcomes:?}");
+    assert_eq!(limited_metric(&server, "password").await, 2.0);
     assert_eq!(
         audit_outcomes(&server, "password:alice", "limit.set").await,
         ["success"]
@@ -175,10 +191,9 @@ async fn one_address_is_stopped_without_locking_the_owner_out(backend: Backend) 
     issue(&server, login_from("bob", PASSWORD, attacker))
         .await
         .expect("cleared");
-    assert_eq!(
-        audit_outcomes(&server, &format!("password:bob@{attacker}"), "limit.clear").await,
-        ["success"]
-    );
+    let cleared = audit_events(&server, "password:bob", "limit.clear").await;
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].details, format!(r#"{{"source":"{attacker}"}}"#));
     server.stop().await;
 }
 
@@ -208,7 +223,11 @@ async fn a_parallel_burst_gets_no_more_tries(backend: Backend) {
     }
     let outcomes = audit_outcomes(&server, "user:carol", "login").await;
     assert_eq!(count(&outcomes, "failure"), ACCOUNT_FAILURES, "checked");
-    assert_eq!(count(&outcomes, "limited"), 100, "refused unchecked");
+    assert_eq!(
+        limited_metric(&server, "password").await,
+        100.0,
+        "refused unchecked"
+    );
     assert_oauth_error(
         try_login(&server, "carol", PASSWORD).await,
         Code::Unauthenticated,
@@ -229,13 +248,26 @@ async fn unknown_accounts_are_limited_alike(backend: Backend) {
         );
     }
     try_login(&server, "nobody", WRONG).await.unwrap_err();
-    let outcomes = audit_outcomes(&server, "login:nobody", "login").await;
+    // Counted and recorded under a pseudonym: a name that is no account's may be a
+    // password typed into the wrong field, so it is never stored as typed.
+    let listed = limits(&server, "password", "").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let pseudonym = &listed[0].subject;
+    assert!(
+        pseudonym.starts_with('#') && pseudonym.len() == 25,
+        "{pseudonym}"
+    );
+    assert!(listed[0].blocked_until > server.clock.now());
+    let target = format!("login:{pseudonym}");
+    let outcomes = audit_outcomes(&server, &target, "login").await;
     assert_eq!(
         count(&outcomes, "failure"),
         ACCOUNT_FAILURES,
         "{outcomes:?}"
     );
     assert_eq!(count(&outcomes, "limited"), 1, "{outcomes:?}");
+    let everything = audit_events(&server, "", "").await;
+    assert!(!format!("{everything:?}").contains("nobody"));
     server.stop().await;
 }
 
@@ -490,6 +522,18 @@ async fn limits_need_their_permissions(backend: Backend) {
         },
         pb::ClearGuessLimitRequest {
             subject: "a\0b".into(),
+            ..clear_request.clone()
+        },
+        pb::ClearGuessLimitRequest {
+            source: "a\0b/64".into(),
+            ..clear_request.clone()
+        },
+        pb::ClearGuessLimitRequest {
+            source: "2001:db8::1/64".into(),
+            ..clear_request.clone()
+        },
+        pb::ClearGuessLimitRequest {
+            source: format!("{}/64", "1".repeat(100_000)),
             ..clear_request
         },
     ];
@@ -506,7 +550,210 @@ async fn limits_need_their_permissions(backend: Backend) {
     server.stop().await;
 }
 
+/// Wrong client secrets and API tokens in a burst are decided one after the other as
+/// passwords are: 150 at once give exactly 50 checked failures and 100 refusals, and
+/// once blocked nothing more is checked, right or wrong.
+async fn cheap_secrets_are_exact_under_a_burst(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (billing, secret) = integration(&server, "billing", &["orders:read"]).await;
+    let id = billing.client_id.clone();
+    let wrong_secret = format!("{}x", &secret[..secret.len() - 1]);
+    let burst: Vec<_> = (0..150)
+        .map(|_| {
+            let (url, id, wrong) = (server.url(), id.clone(), wrong_secret.clone());
+            tokio::spawn(async move {
+                let mut identity = pb::identity_client::IdentityClient::connect(url)
+                    .await
+                    .expect("connect");
+                identity
+                    .issue_token(client_grant(&id, &wrong))
+                    .await
+                    .map(drop)
+            })
+        })
+        .collect();
+    for attempt in burst {
+        assert_oauth_error(
+            attempt.await.expect("task"),
+            Code::Unauthenticated,
+            "invalid_client",
+        );
+    }
+    let target = format!("integration:{id}");
+    let failures = audit_events(&server, &target, "login").await;
+    assert_eq!(
+        failures
+            .iter()
+            .filter(|e| e.reason == "wrong_client_secret")
+            .count(),
+        50
+    );
+    assert_eq!(limited_metric(&server, "client_secret").await, 100.0);
+    // Blocked: the right secret and more wrong ones are refused alike, and unchecked.
+    for attempt in [&secret, &wrong_secret, &secret] {
+        assert_oauth_error(
+            client_token(&server, &id, attempt).await,
+            Code::Unauthenticated,
+            "invalid_client",
+        );
+    }
+    let failures = audit_events(&server, &target, "login").await;
+    assert_eq!(
+        failures.iter().filter(|e| e.outcome == "failure").count(),
+        50
+    );
+
+    let erin = server
+        .user_with_role("erin", "erin-reader", &["orders:read"])
+        .await;
+    assert_verdict(&server.check(&erin, &["orders:read"]).await, 200, "ok");
+    let wrong = basic("erin", &wrong_token('E'));
+    let burst: Vec<_> = (0..150)
+        .map(|_| {
+            let (url, wrong) = (server.url(), wrong.clone());
+            tokio::spawn(async move {
+                let mut identity = pb::identity_client::IdentityClient::connect(url)
+                    .await
+                    .expect("connect");
+                identity
+                    .authenticate(pb::AuthenticateRequest {
+                        authorization: wrong,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("answered")
+                    .into_inner()
+                    .reason
+            })
+        })
+        .collect();
+    for attempt in burst {
+        assert_eq!(attempt.await.expect("task"), "invalid_credentials");
+    }
+    assert_eq!(limited_metric(&server, "api_token").await, 100.0);
+    assert_verdict(
+        &server.check(&erin, &["orders:read"]).await,
+        401,
+        "invalid_credentials",
+    );
+    server.stop().await;
+}
+
+/// One address alone never locks a client id or a Basic username out for everyone: its
+/// attempts after its own block are refused without being counted against the account.
+async fn one_address_never_locks_a_client_or_a_token_out(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (billing, secret) = integration(&server, "billing", &["orders:read"]).await;
+    let id = billing.client_id.as_str();
+    let wrong_secret = format!("{}x", &secret[..secret.len() - 1]);
+    let from = |address: &str, client_secret: &str| pb::IssueTokenRequest {
+        client_address: address.into(),
+        ..client_grant(id, client_secret)
+    };
+    for _ in 0..3 * ACCOUNT_FAILURES {
+        issue(&server, from("203.0.113.9", &wrong_secret))
+            .await
+            .unwrap_err();
+    }
+    issue(&server, from("198.51.100.1", &secret))
+        .await
+        .expect("the integration, from elsewhere");
+
+    let frank = server
+        .user_with_role("frank", "frank-reader", &["orders:read"])
+        .await;
+    let wrong = basic("frank", &wrong_token('F'));
+    for _ in 0..3 * ACCOUNT_FAILURES {
+        assert!(!allowed(&envoy_check(&server, &wrong, "203.0.113.9").await));
+    }
+    assert!(allowed(&envoy_check(&server, &frank, "198.51.100.1").await));
+    server.stop().await;
+}
+
+/// While an attack keeps an account blocked, the owner's own attempts are refused but
+/// counted nowhere: once the account's block ends, the owner's address is not blocked.
+async fn a_blocked_account_does_not_charge_the_owners_address(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    user_with_password(&server, "vic", &["orders:read"]).await;
+    // Ten addresses, five wrong guesses each: no address is blocked, the account is.
+    for i in 0..ACCOUNT_FAILURES {
+        let address = format!("203.0.113.{}", i % 10);
+        issue(&server, login_from("vic", WRONG, &address))
+            .await
+            .unwrap_err();
+    }
+    let home = "198.51.100.7";
+    for _ in 0..=SOURCE_FAILURES {
+        assert_oauth_error(
+            issue(&server, login_from("vic", PASSWORD, home)).await,
+            Code::Unauthenticated,
+            "invalid_grant",
+        );
+    }
+    assert!(
+        limits(&server, "password", "vic")
+            .await
+            .iter()
+            .all(|l| l.source != home),
+        "the owner's address holds nothing"
+    );
+    let account = limits(&server, "password", "vic").await;
+    let until = account
+        .iter()
+        .find(|l| l.source.is_empty())
+        .expect("the account's counter")
+        .blocked_until;
+    server.clock.advance(until - server.clock.now());
+    issue(&server, login_from("vic", PASSWORD, home))
+        .await
+        .expect("the owner, once the block ended");
+    server.stop().await;
+}
+
+/// A regenerated API token is not held back by the guesses at the old one, and a
+/// cleared limit is found in any spelling of the name.
+async fn a_new_token_starts_unblocked(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .user_with_role("gus", "gus-reader", &["orders:read"])
+        .await;
+    let wrong = basic("gus", &wrong_token('G'));
+    for _ in 0..ACCOUNT_FAILURES {
+        assert_verdict(
+            &server.check(&wrong, &["orders:read"]).await,
+            401,
+            "invalid_credentials",
+        );
+    }
+    let fresh = regenerate_api_token(&server, "GUS")
+        .await
+        .expect("regenerate");
+    assert_verdict(
+        &server
+            .check(&basic("gus", &fresh.api_token), &["orders:read"])
+            .await,
+        200,
+        "ok",
+    );
+    assert!(limits(&server, "api_token", "Gus").await.is_empty());
+    let cleared = audit_events(&server, "api_token:gus", "limit.clear").await;
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
+    // Names of limits are canonical: clearing `GUS` is clearing `gus`.
+    user_with_password(&server, "hal", &["orders:read"]).await;
+    for _ in 0..SOURCE_FAILURES {
+        issue(&server, login_from("hal", WRONG, "203.0.113.1"))
+            .await
+            .unwrap_err();
+    }
+    assert!(clear(&server, "password", "HAL", "203.0.113.1").await);
+    server.stop().await;
+}
+
 on_both_backends!(
+    cheap_secrets_are_exact_under_a_burst,
+    one_address_never_locks_a_client_or_a_token_out,
+    a_blocked_account_does_not_charge_the_owners_address,
+    a_new_token_starts_unblocked,
     password_guessing_is_limited,
     one_address_is_stopped_without_locking_the_owner_out,
     a_parallel_burst_gets_no_more_tries,

@@ -8,6 +8,7 @@ use crate::oauth_support::*;
 use crate::on_both_backends;
 use crate::support::*;
 use identityd::api::pb;
+use identityd::domain::names::login_key;
 use identityd::store::{self, Store};
 use tonic::Code;
 
@@ -216,6 +217,8 @@ async fn migrate(db: &TestDb) -> Result<(), String> {
 
 /// Clashing names are reported by the migration, naming every pair, and nothing is
 /// changed; once they are resolved, the migration applies and names become canonical.
+/// Emails are compared once normalised: the previous release lower-cased them but kept
+/// their composition, so `rene\u{301}` and `ren\u{e9}` were two emails there.
 async fn the_migration_reports_clashing_names(backend: Backend) {
     let db = previous_release_database(backend).await;
     insert_user(&db, "u1", "Admin2", None).await;
@@ -223,17 +226,20 @@ async fn the_migration_reports_clashing_names(backend: Backend) {
     insert_user(&db, "u3", "alice", Some("bob@example.com")).await;
     insert_user(&db, "u4", "Bob@Example.com", None).await;
     insert_user(&db, "u5", "Carol", Some("carol@example.com")).await;
+    insert_user(&db, "u6", "rene", Some("rene\u{301}@example.com")).await;
+    insert_user(&db, "u7", "rene2", Some("ren\u{e9}@example.com")).await;
     let report = migrate(&db).await.expect_err("clashes are refused");
     for needle in [
         "usernames 'Admin2' and 'admin2' differ only in case",
         "username 'Bob@Example.com' is the email of user 'alice'",
+        "users 'rene' and 'rene2' have the same email once normalised ('ren\u{e9}@example.com')",
         "migrate again",
     ] {
         assert!(report.contains(needle), "{report}");
     }
     // Refused whole: still the previous release's schema.
     assert!(migrate(&db).await.is_err());
-    db.execute("DELETE FROM users WHERE id IN ('u1', 'u4')")
+    db.execute("DELETE FROM users WHERE id IN ('u1', 'u4', 'u7')")
         .await;
     migrate(&db).await.expect("no clash left");
     let server = TestServer::start_on(db, |_| {}).await;
@@ -242,10 +248,13 @@ async fn the_migration_reports_clashing_names(backend: Backend) {
     drop(server);
 }
 
-/// After the migration, old mixed-case names log in and are listed in canonical form.
+/// After the migration, old mixed-case names log in and are listed in canonical form,
+/// and an email the previous release stored decomposed (NFD) is stored composed (NFC),
+/// so it is found however it is typed.
 async fn migrated_names_are_canonical(backend: Backend) {
     let db = previous_release_database(backend).await;
     insert_user(&db, "u1", "Carol", Some("carol@example.com")).await;
+    insert_user(&db, "u2", "rene", Some("rene\u{301}@example.com")).await;
     migrate(&db).await.expect("migrate");
     let store = store::open(&db.url, &test_config(&db.url).database.pool_settings())
         .await
@@ -258,6 +267,20 @@ async fn migrated_names_are_canonical(backend: Backend) {
         .expect("lookup")
         .expect("found by email");
     assert_eq!(by_email.id, "u1");
+    let rene = store.get_user("rene").await.expect("rene");
+    assert_eq!(rene.email.as_deref(), Some("ren\u{e9}@example.com"));
+    for typed in [
+        "Ren\u{e9}@example.com",
+        "REN\u{c9}@EXAMPLE.COM",
+        "rene\u{301}@example.com",
+    ] {
+        let found = store
+            .find_login(&login_key(typed))
+            .await
+            .expect("lookup")
+            .unwrap_or_else(|| panic!("found by {typed:?}"));
+        assert_eq!(found.id, "u2", "{typed:?}");
+    }
 }
 
 on_both_backends!(
