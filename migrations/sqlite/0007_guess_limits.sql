@@ -4,7 +4,7 @@
 CREATE TABLE guess_limits (
     -- 'password', 'client_secret' or 'api_token'.
     secret        TEXT NOT NULL,
-    -- The account's canonical username, the typed login name of no account, the
+    -- The account's canonical username, the pseudonym of a login name that is no account's, the
     -- client id, or the Basic username.
     subject       TEXT NOT NULL,
     -- The client's address (an IPv6 /64 prefix), or '' for the per-subject count.

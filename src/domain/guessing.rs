@@ -51,8 +51,8 @@ impl Guessed {
 pub struct LimitKey {
     /// The secret kind.
     pub secret: Guessed,
-    /// The account's canonical username, the typed login name of no account, the
-    /// client id, or the Basic username.
+    /// The account's canonical username, the pseudonym of a login name that is no
+    /// account's, the client id, or the Basic username.
     pub subject: String,
     /// A source address as [`source_key`] writes it, or empty.
     pub source: String,

@@ -950,6 +950,9 @@ impl Login {
     /// The client-credentials grant authenticated integration `name`.
     fn of_integration(self, id: &str, name: &str, client_id: &str) -> Self {
         Self {
+            origin: self
+                .origin
+                .acting(Actor::presenting(format!("client_secret:{client_id}"))),
             target: integration_target(client_id),
             succeeds_as: Some(integration_actor(id, name, client_id)),
             ..self

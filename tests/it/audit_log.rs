@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use tonic::{Code, Request, Status};
 
-/// Where every test call comes from.
+/// Where every test call comes from: the gRPC peer of every call, and the source of the
+/// calls whose caller is the client (Admin, RegenerateApiToken).
 const LOCAL: &str = "127.0.0.1";
 const BUILTIN_CATALOG: &str = include_str!("../../src/defaults/scope_catalog.txt");
 /// The time every test server's manual clock starts at.
@@ -82,11 +83,13 @@ struct Want {
     outcome: String,
     reason: String,
     source: String,
+    peer: String,
     details: Value,
 }
 
 impl Want {
-    /// A successful event of `actor` from the local test client, action still to say.
+    /// A successful event of `actor` from the local test client, which is both the peer
+    /// and the end client (as for Admin calls), action still to say.
     fn by(actor: &str, actor_name: &str, credential: &str) -> Self {
         Self {
             actor: actor.into(),
@@ -97,8 +100,15 @@ impl Want {
             outcome: "success".into(),
             reason: String::new(),
             source: LOCAL.into(),
+            peer: LOCAL.into(),
             details: json!({}),
         }
+    }
+
+    /// The same, of an Identity RPC called from the local test client without a
+    /// `client_address`: the end client is unknown, the peer is still recorded.
+    fn unknown_client(self) -> Self {
+        self.from("")
     }
 
     /// This actor doing `action` to `target`, with exactly `details`.
@@ -120,10 +130,27 @@ impl Want {
         }
     }
 
-    /// The same, from `source`.
+    /// The same, refused unchecked by a guessing limit.
+    fn limited(self) -> Self {
+        Self {
+            outcome: "limited".into(),
+            reason: String::new(),
+            ..self
+        }
+    }
+
+    /// The same, for the end client `source`.
     fn from(self, source: &str) -> Self {
         Self {
             source: source.into(),
+            ..self
+        }
+    }
+
+    /// The same, with the request itself coming from `peer`.
+    fn via(self, peer: &str) -> Self {
+        Self {
+            peer: peer.into(),
             ..self
         }
     }
@@ -142,6 +169,7 @@ impl Want {
             outcome: event.outcome.clone(),
             reason: event.reason.clone(),
             source: event.source.clone(),
+            peer: event.peer.clone(),
             details,
         }
     }
@@ -178,13 +206,29 @@ impl<'a> Log<'a> {
     /// Asserts that exactly `want` was recorded since the last look, at the clock's
     /// time and with a request id; returns it.
     async fn one(&mut self, want: Want) -> pb::AuditEvent {
+        let mut events = self.of_one_request(std::slice::from_ref(&want)).await;
+        events.pop().expect("one event")
+    }
+
+    /// Asserts that exactly `wants` were recorded since the last look, in that order, at
+    /// the clock's time, all with one request id (they are of one request); returns
+    /// them.
+    async fn of_one_request(&mut self, wants: &[Want]) -> Vec<pb::AuditEvent> {
         let fresh = self.fresh().await;
-        assert_eq!(fresh.len(), 1, "one event for {want:?}, got {fresh:#?}");
-        let event = fresh.into_iter().next().expect("one event");
-        assert_eq!(Want::of(&event), want, "{event:?}");
-        assert_eq!(event.time, self.server.clock.now(), "{event:?}");
-        assert!(!event.request_id.is_empty(), "a request id: {event:?}");
-        event
+        assert_eq!(
+            fresh.iter().map(Want::of).collect::<Vec<_>>(),
+            wants,
+            "{fresh:#?}"
+        );
+        for event in &fresh {
+            assert_eq!(event.time, self.server.clock.now(), "{event:?}");
+            assert!(!event.request_id.is_empty(), "a request id: {event:?}");
+            assert_eq!(
+                event.request_id, fresh[0].request_id,
+                "one request: {fresh:#?}"
+            );
+        }
+        fresh
     }
 
     /// Asserts nothing was recorded since the last look.
@@ -233,16 +277,47 @@ fn refresh_request(refresh_token: &str, csrf_token: &str) -> pb::RefreshTokenReq
     }
 }
 
+/// Admin.ListGuessLimits of `secret` and `subject`, as the bootstrap admin.
+async fn guess_limits(server: &TestServer, secret: &str, subject: &str) -> Vec<pb::GuessLimit> {
+    let request = pb::ListGuessLimitsRequest {
+        secret: secret.into(),
+        subject: subject.into(),
+        page_size: 1000,
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.list_guess_limits(r).await
+    })
+    .await
+    .expect("ListGuessLimits")
+    .limits
+}
+
+/// Asserts `name` is a pseudonym: `#` and 24 lower-case hex digits.
+#[track_caller]
+fn assert_pseudonym(name: &str) {
+    let digits = name.strip_prefix('#').unwrap_or_default();
+    assert!(
+        digits.len() == 24
+            && digits
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+        "a pseudonym: {name:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Every action
 
 /// Every change and every login, driven through the gRPC API, records exactly one event
-/// with the right actor, credential, action, target, outcome, reason, source, time,
-/// request id and details; validate-only document replacements record nothing.
+/// with the right actor, credential, action, target, outcome, reason, source, peer,
+/// time, request id and details; validate-only document replacements record nothing.
+/// Until a login succeeds its events are by `anonymous`; a login naming no account is
+/// recorded under a pseudonym, never as typed.
 async fn every_action_is_recorded_exactly(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = admin_actor(&server).await;
-    let system = Want::by("system", "", "").from("");
+    // identityd by itself: no request, so neither an end client nor a peer.
+    let system = Want::by("system", "", "").from("").via("");
 
     // Startup: the first admin, then the first signing key, both by identityd itself.
     let startup: Vec<_> = everything(&server).await.into_iter().rev().collect();
@@ -258,6 +333,11 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     for event in &startup {
         assert_eq!(event.time, START, "{event:?}");
         assert!(!event.request_id.is_empty(), "{event:?}");
+        assert_eq!(
+            (event.source.as_str(), event.peer.as_str()),
+            ("", ""),
+            "{event:?}"
+        );
     }
     let mut log = Log::new(&server).await;
     let mut admin_api = server.admin().await;
@@ -287,6 +367,11 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         ))
         .await;
     assert_eq!(created.request_id, "req-audit-1");
+    // An Admin caller is the client: the peer is both source and peer.
+    assert_eq!(
+        (created.source.as_str(), created.peer.as_str()),
+        (LOCAL, LOCAL)
+    );
 
     server.clock.advance(1);
     update_user(
@@ -319,10 +404,32 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     log.one(admin.did("user.api_access_on", "user:alice", json!({})))
         .await;
 
-    // Alice regenerates her own API token: she is the actor, with her token.
+    // A wrong API token for alice is counted against her token's guessing limit, and
+    // recorded nowhere.
     let alice_basic = basic("alice", &alice_token);
     let alice_credential = credential_id(&server, &alice_basic).await;
     let alice_id = format!("user:{}", alice.id);
+    server.clock.advance(1);
+    let wrong_token = format!("idt_api_{}", "w".repeat(43));
+    assert!(
+        authenticate(&server, &basic("alice", &wrong_token))
+            .await
+            .principal
+            .is_none()
+    );
+    log.none("a wrong API token").await;
+    let counted = guess_limits(&server, "api_token", "alice").await;
+    assert_eq!(
+        counted
+            .iter()
+            .map(|l| (l.source.as_str(), l.failures))
+            .collect::<Vec<_>>(),
+        [("", 1)],
+        "{counted:?}"
+    );
+
+    // Alice regenerates her own API token: she is the actor, with her token. It also
+    // clears her token's guessing limits, in the same request: one request id.
     server.clock.advance(1);
     identity
         .regenerate_api_token(authed(
@@ -331,12 +438,14 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         ))
         .await
         .expect("regenerate own token");
-    log.one(Want::by(&alice_id, "alice", &alice_credential).did(
-        "user.api_token_regenerate",
-        "user:alice",
-        json!({}),
-    ))
+    let alice_api = Want::by(&alice_id, "alice", &alice_credential);
+    log.of_one_request(&[
+        alice_api.did("user.api_token_regenerate", "user:alice", json!({})),
+        alice_api.did("limit.clear", "api_token:alice", json!({"counters": 1})),
+    ])
     .await;
+    let left = guess_limits(&server, "api_token", "alice").await;
+    assert!(left.is_empty(), "{left:?}");
 
     // Roles.
     server.clock.advance(1);
@@ -397,8 +506,11 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     log.one(admin.did("role.delete", "role:auditors", json!({})))
         .await;
 
-    // Logins. The first passes the end client's address and a request id.
-    let alice_login = Want::by(&alice_id, "alice", "password");
+    // Logins. The first passes the end client's address and a request id; the others
+    // pass none, so their end client is unknown. Until a login succeeds, it is by
+    // nobody proven: anonymous, presenting a password.
+    let alice_login = Want::by(&alice_id, "alice", "password").unknown_client();
+    let anonymous_login = Want::by("anonymous", "", "password").unknown_client();
     server.clock.advance(1);
     let request = Request::new(pb::IssueTokenRequest {
         client_address: "192.0.2.10".into(),
@@ -422,6 +534,10 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         )
         .await;
     assert_eq!(logged_in.request_id, "req-login-1");
+    assert_eq!(
+        (logged_in.source.as_str(), logged_in.peer.as_str()),
+        ("192.0.2.10", LOCAL)
+    );
 
     server.clock.advance(1);
     assert_oauth_error(
@@ -430,27 +546,58 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         "invalid_grant",
     );
     log.one(
-        alice_login
+        anonymous_login
             .did("login", "user:alice", json!({"grant": "password"}))
             .failed("wrong_password"),
     )
     .await;
 
+    // A name that is no account's is recorded under its pseudonym, a keyed digest the
+    // test cannot compute: read from the event, and found again in the counters.
     server.clock.advance(1);
     assert_oauth_error(
         try_login(&server, "Nobody", PASSWORD).await,
         Code::Unauthenticated,
         "invalid_grant",
     );
-    log.one(
-        Want::by("anonymous", "", "password")
-            .did("login", "login:nobody", json!({"grant": "password"}))
-            .failed("unknown_user"),
-    )
-    .await;
+    let fresh = log.fresh().await;
+    assert_eq!(fresh.len(), 1, "{fresh:#?}");
+    let pseudonym = fresh[0]
+        .target
+        .strip_prefix("login:")
+        .unwrap_or_else(|| panic!("a login target: {fresh:#?}"))
+        .to_owned();
+    assert_pseudonym(&pseudonym);
+    let unknown_login = anonymous_login
+        .did(
+            "login",
+            format!("login:{pseudonym}"),
+            json!({"grant": "password"}),
+        )
+        .failed("unknown_user");
+    assert_eq!(Want::of(&fresh[0]), unknown_login, "{fresh:#?}");
+    assert_eq!(fresh[0].time, server.clock.now());
+    let counted = guess_limits(&server, "password", &pseudonym).await;
+    assert_eq!(
+        counted
+            .iter()
+            .map(|l| (l.subject.as_str(), l.source.as_str(), l.failures))
+            .collect::<Vec<_>>(),
+        [(pseudonym.as_str(), "", 1)],
+        "{counted:?}"
+    );
+    // The same name in another case is the same login name: the same pseudonym.
+    server.clock.advance(1);
+    assert_oauth_error(
+        try_login(&server, "NOBODY", PASSWORD).await,
+        Code::Unauthenticated,
+        "invalid_grant",
+    );
+    log.one(unknown_login).await;
 
-    // Refresh, then the used refresh token again: the session ends as theft.
-    let refresher = Want::by(&alice_id, "alice", "refresh_token");
+    // Refresh, then the used refresh token again: the session ends as theft. Whoever
+    // presents a used token is not known to be its owner.
+    let refresher = Want::by(&alice_id, "alice", "refresh_token").unknown_client();
     let session = format!("session:{}", first.session_id);
     server.clock.advance(1);
     refresh(&server, &first.refresh_token, &first.csrf_token)
@@ -472,7 +619,8 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         "invalid_grant",
     );
     log.one(
-        refresher
+        Want::by("anonymous", "", "refresh_token")
+            .unknown_client()
             .did("token.reuse", &session, json!({}))
             .failed("refresh_token_reused"),
     )
@@ -492,7 +640,7 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     revoke_plain(&server, &second.access_token, "")
         .await
         .expect("revoke");
-    log.one(Want::by("anonymous", "", "").did(
+    log.one(Want::by("anonymous", "", "").unknown_client().did(
         "token.revoke",
         format!("session:{}", second.session_id),
         json!({}),
@@ -556,7 +704,7 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     revoke_plain(&server, &app_tokens[1].1, "")
         .await
         .expect("revoke app token");
-    log.one(Want::by("anonymous", "", "").did(
+    log.one(Want::by("anonymous", "", "").unknown_client().did(
         "app_token.revoke",
         format!("app_token:{}", app_tokens[1].0.id),
         json!({"app_id": app.id}),
@@ -647,6 +795,7 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
             "billing",
             &format!("client_secret:{client_id}"),
         )
+        .unknown_client()
         .did(
             "login",
             &billing_target,
@@ -706,6 +855,7 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     );
     log.one(
         Want::by("anonymous", "", &format!("client_secret:{client_id}"))
+            .unknown_client()
             .did(
                 "login",
                 &billing_target,
@@ -828,7 +978,8 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
         }
     }
 
-    // Without an x-request-id, each event got a request id of its own.
+    // Without an x-request-id, each request got a request id of its own, shared by its
+    // events: the regeneration's two events have one.
     let all = everything(&server).await;
     let generated: Vec<_> = all
         .iter()
@@ -838,9 +989,325 @@ async fn every_action_is_recorded_exactly(backend: Backend) {
     assert_eq!(generated.len(), all.len() - 2);
     assert_eq!(
         generated.iter().collect::<HashSet<_>>().len(),
-        generated.len(),
-        "request ids are not reused: {generated:?}"
+        generated.len() - 1,
+        "request ids are not reused across requests: {generated:?}"
     );
+    // Every event of a gRPC call names its peer; identityd's own at startup none.
+    for event in &all {
+        let peer = if event.actor == "system" { "" } else { LOCAL };
+        assert_eq!(event.peer, peer, "{event:?}");
+    }
+    assert_eq!(all.iter().filter(|e| e.actor == "system").count(), 2);
+    // The typed login name is in no event, in any case.
+    for event in &all {
+        let text = format!("{event:?}").to_lowercase();
+        assert!(
+            !text.contains("nobody"),
+            "the typed name is stored: {event:?}"
+        );
+    }
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Guessing limits
+
+/// Admin.ClearGuessLimit as the bootstrap admin: whether there was such a counter.
+async fn clear_guess_limit(server: &TestServer, secret: &str, subject: &str, source: &str) -> bool {
+    let request = pb::ClearGuessLimitRequest {
+        secret: secret.into(),
+        subject: subject.into(),
+        source: source.into(),
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.clear_guess_limit(r).await
+    })
+    .await
+    .expect("ClearGuessLimit")
+    .cleared
+}
+
+/// The one counter of `secret` and `subject` at `source`.
+async fn guess_limit(
+    server: &TestServer,
+    secret: &str,
+    subject: &str,
+    source: &str,
+) -> pb::GuessLimit {
+    let listed = guess_limits(server, secret, subject).await;
+    listed
+        .iter()
+        .find(|l| l.source == source)
+        .cloned()
+        .unwrap_or_else(|| panic!("a counter of {secret}:{subject} at {source:?}: {listed:?}"))
+}
+
+/// Attempts of `secret` refused unchecked, by the metric.
+async fn limited_metric(server: &TestServer, secret: &str) -> f64 {
+    let metrics = crate::ops_http::scrape(server).await;
+    crate::ops_http::sample(
+        &metrics,
+        &format!("identityd_guess_limited_total{{secret=\"{secret}\"}}"),
+    )
+}
+
+/// Guessing limits in the log, each event exact: refused attempts are by `anonymous`;
+/// a block is set by identityd itself (`system`) with the triggering request's source,
+/// peer and request id, its target naming the secret and whose it is, the source (an
+/// IPv6 client's /64) and the block's end as details; refused attempts are recorded
+/// once a minute per counter while the metric counts every one, and so are unknown
+/// client ids per client id and address; a clear is the clearer's.
+async fn limit_events_are_recorded_exactly(backend: Backend) {
+    const WRONG: &str = "wrong horse battery staple";
+    let server = TestServer::start_with(backend, |c| {
+        c.limits.limit_source_failures = 2;
+        c.limits.limit_account_failures = 3;
+    })
+    .await;
+    for user in ["erin", "frank", "gus"] {
+        user_with_password(&server, user, &["orders:read"]).await;
+    }
+    let (billing, secret) = integration(&server, "billing", &["orders:read"]).await;
+    let client_id = billing.client_id.clone();
+    let admin = admin_actor(&server).await;
+    let system = Want::by("system", "", "");
+    let mut log = Log::new(&server).await;
+    let mut identity = server.identity().await;
+
+    // Two wrong passwords from one address, then the right one: refused unchecked. The
+    // address's counter is blocked by that third request, which records both events.
+    let attacker = "203.0.113.7";
+    let from = |username: &str, password: &str, address: &str| pb::IssueTokenRequest {
+        client_address: address.into(),
+        ..password_grant(username, password)
+    };
+    let erin_refused = Want::by("anonymous", "", "password").from(attacker).did(
+        "login",
+        "user:erin",
+        json!({"grant": "password"}),
+    );
+    let first_failure = server.clock.now() + 1;
+    for _ in 0..2 {
+        server.clock.advance(1);
+        assert_oauth_error(
+            issue(&server, from("erin", WRONG, attacker)).await,
+            Code::Unauthenticated,
+            "invalid_grant",
+        );
+        log.one(erin_refused.clone().failed("wrong_password")).await;
+    }
+    server.clock.advance(1);
+    let request = with_request_id(
+        Request::new(from("erin", PASSWORD, attacker)),
+        "req-limit-1",
+    );
+    assert_oauth_error(
+        identity.issue_token(request).await,
+        Code::Unauthenticated,
+        "invalid_grant",
+    );
+    let blocked = guess_limit(&server, "password", "erin", attacker).await;
+    // Until the 900-second window ends: later than the first delay would.
+    assert_eq!(blocked.blocked_until, first_failure + 900, "{blocked:?}");
+    let tripped = log
+        .of_one_request(&[
+            system.clone().from(attacker).did(
+                "limit.set",
+                "password:erin",
+                json!({"source": attacker, "blocked_until": blocked.blocked_until}),
+            ),
+            erin_refused.clone().limited(),
+        ])
+        .await;
+    assert_eq!(tripped[0].request_id, "req-limit-1");
+    assert_eq!(limited_metric(&server, "password").await, 1.0);
+
+    // Refused again within the minute: counted, not recorded.
+    for password in [WRONG, PASSWORD] {
+        server.clock.advance(1);
+        assert_oauth_error(
+            issue(&server, from("erin", password, attacker)).await,
+            Code::Unauthenticated,
+            "invalid_grant",
+        );
+    }
+    log.none("refusals of one counter within a minute").await;
+    assert_eq!(limited_metric(&server, "password").await, 3.0);
+
+    // The admin clears the address's counter: the admin's event, the source a detail.
+    server.clock.advance(1);
+    assert!(clear_guess_limit(&server, "password", "erin", attacker).await);
+    log.one(admin.did("limit.clear", "password:erin", json!({"source": attacker})))
+        .await;
+    assert!(!clear_guess_limit(&server, "password", "erin", attacker).await);
+    log.none("clearing a counter that is gone").await;
+
+    // An IPv6 client is counted, and named, by its /64.
+    let v6 = "2001:db8:1:2::10";
+    let gus_refused = Want::by("anonymous", "", "password").from(v6).did(
+        "login",
+        "user:gus",
+        json!({"grant": "password"}),
+    );
+    for _ in 0..2 {
+        server.clock.advance(1);
+        assert_oauth_error(
+            issue(&server, from("gus", WRONG, v6)).await,
+            Code::Unauthenticated,
+            "invalid_grant",
+        );
+        log.one(gus_refused.clone().failed("wrong_password")).await;
+    }
+    server.clock.advance(1);
+    assert_oauth_error(
+        issue(&server, from("gus", WRONG, v6)).await,
+        Code::Unauthenticated,
+        "invalid_grant",
+    );
+    let prefix = "2001:db8:1:2::/64";
+    let blocked = guess_limit(&server, "password", "gus", prefix).await;
+    log.of_one_request(&[
+        system.clone().from(v6).did(
+            "limit.set",
+            "password:gus",
+            json!({"source": prefix, "blocked_until": blocked.blocked_until}),
+        ),
+        gus_refused.limited(),
+    ])
+    .await;
+
+    // Without a client address only the account is counted: its block has no source.
+    let frank_refused = Want::by("anonymous", "", "password").unknown_client().did(
+        "login",
+        "user:frank",
+        json!({"grant": "password"}),
+    );
+    for _ in 0..3 {
+        server.clock.advance(1);
+        assert_oauth_error(
+            try_login(&server, "frank", WRONG).await,
+            Code::Unauthenticated,
+            "invalid_grant",
+        );
+        log.one(frank_refused.clone().failed("wrong_password"))
+            .await;
+    }
+    server.clock.advance(1);
+    assert_oauth_error(
+        try_login(&server, "frank", PASSWORD).await,
+        Code::Unauthenticated,
+        "invalid_grant",
+    );
+    let blocked = guess_limit(&server, "password", "frank", "").await;
+    assert!(blocked.blocked_until > server.clock.now(), "{blocked:?}");
+    log.of_one_request(&[
+        system.clone().unknown_client().did(
+            "limit.set",
+            "password:frank",
+            json!({"blocked_until": blocked.blocked_until}),
+        ),
+        frank_refused.limited(),
+    ])
+    .await;
+    assert_eq!(limited_metric(&server, "password").await, 5.0);
+
+    // A client secret is checked first: the wrong secret reaching the limit blocks at
+    // once, in its own request; the next attempt, the right secret, is refused.
+    let presenter = Want::by("anonymous", "", &format!("client_secret:{client_id}"));
+    let client_refused = presenter.clone().from(attacker).did(
+        "login",
+        format!("integration:{client_id}"),
+        json!({"grant": "client_credentials"}),
+    );
+    let client_from = |client_secret: &str, address: &str| pb::IssueTokenRequest {
+        client_address: address.into(),
+        ..client_grant(&client_id, client_secret)
+    };
+    let wrong_secret = format!("{}x", &secret[..secret.len() - 1]);
+    assert_ne!(wrong_secret, secret);
+    server.clock.advance(1);
+    assert_oauth_error(
+        issue(&server, client_from(&wrong_secret, attacker)).await,
+        Code::Unauthenticated,
+        "invalid_client",
+    );
+    log.one(client_refused.clone().failed("wrong_client_secret"))
+        .await;
+    server.clock.advance(1);
+    assert_oauth_error(
+        issue(&server, client_from(&wrong_secret, attacker)).await,
+        Code::Unauthenticated,
+        "invalid_client",
+    );
+    let blocked = guess_limit(&server, "client_secret", &client_id, attacker).await;
+    log.of_one_request(&[
+        system.clone().from(attacker).did(
+            "limit.set",
+            format!("client_secret:{client_id}"),
+            json!({"source": attacker, "blocked_until": blocked.blocked_until}),
+        ),
+        client_refused.clone().failed("wrong_client_secret"),
+    ])
+    .await;
+    for _ in 0..2 {
+        server.clock.advance(1);
+        assert_oauth_error(
+            issue(&server, client_from(&secret, attacker)).await,
+            Code::Unauthenticated,
+            "invalid_client",
+        );
+    }
+    // The first refusal recorded, the second not.
+    let fresh = log.fresh().await;
+    assert_eq!(
+        fresh.iter().map(Want::of).collect::<Vec<_>>(),
+        [client_refused.limited()],
+        "{fresh:#?}"
+    );
+    assert_eq!(fresh[0].time, server.clock.now() - 1);
+    assert_eq!(limited_metric(&server, "client_secret").await, 2.0);
+
+    // A client id no integration has: nothing to count, recorded once a minute per
+    // client id and address.
+    let made_up = "idc_0123456789abcdef0123456789abcdef";
+    let unknown = |address: &str| {
+        Want::by("anonymous", "", &format!("client_secret:{made_up}"))
+            .from(address)
+            .did(
+                "login",
+                format!("integration:{made_up}"),
+                json!({"grant": "client_credentials"}),
+            )
+            .failed("unknown_client")
+    };
+    for (address, recorded) in [
+        ("198.51.100.1", true),
+        ("198.51.100.1", false),
+        ("198.51.100.2", true),
+        ("198.51.100.1", false),
+    ] {
+        server.clock.advance(1);
+        assert_oauth_error(
+            issue(
+                &server,
+                pb::IssueTokenRequest {
+                    client_address: address.into(),
+                    ..client_grant(made_up, "idcs_made_up_secret_0123456789")
+                },
+            )
+            .await,
+            Code::Unauthenticated,
+            "invalid_client",
+        );
+        if recorded {
+            log.one(unknown(address)).await;
+        } else {
+            log.none("an unknown client id again within a minute").await;
+        }
+    }
+    let made_up_limits = guess_limits(&server, "client_secret", made_up).await;
+    assert!(made_up_limits.is_empty(), "{made_up_limits:?}");
+    assert_eq!(limited_metric(&server, "client_secret").await, 2.0);
     server.stop().await;
 }
 
@@ -918,7 +1385,12 @@ async fn no_secret_in_any_event(backend: Backend) {
         .await
         .expect("revoke non-expiring token");
     assert_some_oauth_error(try_login(&server, "erin", wrong_password).await);
-    assert_some_oauth_error(try_login(&server, "nobody@example.com", wrong_password).await);
+    // A login name that is no account's may be a password typed into the wrong field:
+    // it is not stored as typed either.
+    let no_account = "nobody@example.com";
+    assert!(no_account.len() >= 16);
+    secrets.push(no_account.into());
+    assert_some_oauth_error(try_login(&server, no_account, wrong_password).await);
     set_password(&server, "erin", second_password)
         .await
         .expect("change password");
@@ -1001,6 +1473,7 @@ async fn no_secret_in_any_event(backend: Backend) {
             event.outcome.clone(),
             event.reason.clone(),
             event.source.clone(),
+            event.peer.clone(),
             event.request_id.clone(),
             event.details.clone(),
         ]
@@ -1304,7 +1777,8 @@ async fn filters_and_paging(backend: Backend) {
     }
     let query = pb::ListAuditEventsRequest::default;
 
-    // Actor, by id and by name: carol's change and the failed login naming her.
+    // Actor, by id and by name: carol's change. The failed login naming her is not hers:
+    // until a login succeeds, it is by nobody proven.
     let by_id = assert_filter(
         &server,
         &all,
@@ -1315,7 +1789,7 @@ async fn filters_and_paging(backend: Backend) {
         |e| e.actor == carol_id,
     )
     .await;
-    assert_eq!(actions(&by_id), ["login", "user.update"]);
+    assert_eq!(actions(&by_id), ["user.update"]);
     let by_name = assert_filter(
         &server,
         &all,
@@ -1327,6 +1801,50 @@ async fn filters_and_paging(backend: Backend) {
     )
     .await;
     assert_eq!(by_name, by_id);
+    // Dave by name: his successful login only, not the failed one naming him.
+    let by_dave = assert_filter(
+        &server,
+        &all,
+        pb::ListAuditEventsRequest {
+            actor: "dave".into(),
+            ..query()
+        },
+        |e| e.actor_name == "dave",
+    )
+    .await;
+    assert_eq!(
+        by_dave
+            .iter()
+            .map(|e| (e.action.as_str(), e.target.as_str(), e.outcome.as_str()))
+            .collect::<Vec<_>>(),
+        [("login", "user:dave", "success")]
+    );
+    // The failed logins are anonymous's, with no name.
+    let anonymous = assert_filter(
+        &server,
+        &all,
+        pb::ListAuditEventsRequest {
+            actor: "anonymous".into(),
+            ..query()
+        },
+        |e| e.actor == "anonymous",
+    )
+    .await;
+    assert_eq!(
+        anonymous
+            .iter()
+            .map(|e| (
+                e.target.as_str(),
+                e.reason.as_str(),
+                e.actor_name.as_str(),
+                e.credential.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("user:carol", "no_password_set", "", "password"),
+            ("user:dave", "wrong_password", "", "password")
+        ]
+    );
     let by_admin = assert_filter(
         &server,
         &all,
@@ -1429,14 +1947,41 @@ async fn filters_and_paging(backend: Backend) {
         &server,
         &all,
         pb::ListAuditEventsRequest {
-            actor: "carol".into(),
+            actor: "anonymous".into(),
+            target: "user:dave".into(),
+            ..query()
+        },
+        |e| e.actor == "anonymous" && e.target == "user:dave",
+    )
+    .await;
+    assert_eq!(
+        combined
+            .iter()
+            .map(|e| (e.action.as_str(), e.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [("login", "wrong_password")]
+    );
+    let dave_succeeded = assert_filter(
+        &server,
+        &all,
+        pb::ListAuditEventsRequest {
+            target: "user:dave".into(),
             outcome: "success".into(),
             ..query()
         },
-        |e| e.actor_name == "carol" && e.outcome == "success",
+        |e| e.target == "user:dave" && e.outcome == "success",
     )
     .await;
-    assert_eq!(actions(&combined), ["user.update"]);
+    assert_eq!(
+        actions(&dave_succeeded),
+        [
+            "login",
+            "user.set_password",
+            "user.update",
+            "user.api_access_on",
+            "user.create"
+        ]
+    );
 
     // Time: since is inclusive, until exclusive.
     let startup = assert_filter(
@@ -1598,42 +2143,46 @@ async fn filters_and_paging(backend: Backend) {
 fn insert_event(at: i64, target: &str) -> String {
     format!(
         "INSERT INTO audit_events (at, actor, actor_name, credential, action, target, outcome, \
-         reason, source, request_id, details) \
-         VALUES ({at}, 'system', '', '', 'test.inserted', '{target}', 'success', '', '', \
+         reason, source, peer, request_id, details) \
+         VALUES ({at}, 'system', '', '', 'test.inserted', '{target}', 'success', '', '', '', \
          'req-{target}', '{{}}')"
     )
 }
 
-/// A guessing-limit counter quiet for thirty days: the purge task deletes it on its
-/// first round, after the audit events, so its going shows that round has run.
-fn insert_witness(subject: &str) -> String {
-    let quiet = START - 30 * 86_400;
+/// A guessing-limit counter last changed at `updated_at`, with a failure in a window
+/// starting at [`START`], so that ListGuessLimits shows it (it lists only counters
+/// holding something now). Changed thirty days ago, the purge task deletes it on its
+/// first round, after the audit events, so its going shows that round has run; changed
+/// at `START`, it stays.
+fn insert_witness(subject: &str, updated_at: i64) -> String {
     format!(
         "INSERT INTO guess_limits (secret, subject, source, failures, window_start, \
          blocked_until, next_delay, updated_at) \
-         VALUES ('password', '{subject}', '', 1, {quiet}, 0, 60, {quiet})"
+         VALUES ('password', '{subject}', '', 1, {START}, 0, 60, {updated_at})"
     )
 }
 
-/// Waits until `server`'s purge task has deleted the counter `witness`.
-async fn await_purge(server: &TestServer, witness: &str) {
+/// Subjects of the password counters of `subject` that ListGuessLimits shows.
+async fn listed_counters(server: &TestServer, subject: &str) -> Vec<String> {
+    guess_limits(server, "password", subject)
+        .await
+        .into_iter()
+        .map(|l| l.subject)
+        .collect()
+}
+
+/// Waits until `server`'s purge task has deleted the counter `witness`, while the
+/// counter `control`, alike but recently changed, is still listed: the witness was
+/// purged, not merely left out of the listing.
+async fn await_purge(server: &TestServer, witness: &str, control: &str) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let limits = admin_call(
-            server,
-            &server.admin_auth,
-            pb::ListGuessLimitsRequest {
-                subject: witness.into(),
-                ..Default::default()
-            },
-            async |a, r| a.list_guess_limits(r).await,
-        )
-        .await
-        .expect("ListGuessLimits")
-        .limits;
+        assert_eq!(listed_counters(server, control).await, [control]);
+        let limits = listed_counters(server, witness).await;
         if limits.is_empty() {
             return;
         }
+        assert_eq!(limits, [witness]);
         assert!(
             tokio::time::Instant::now() < deadline,
             "the purge task never ran: {limits:?}"
@@ -1672,11 +2221,13 @@ async fn retention_purges_old_events(backend: Backend) {
         ] {
             db.execute(&insert_event(START - age, target)).await;
         }
-        db.execute(&insert_witness("witness")).await;
+        db.execute(&insert_witness("witness", START - 30 * DAY))
+            .await;
+        db.execute(&insert_witness("control", START)).await;
 
         let mut second = TestServer::start_on(db, |c| c.audit_retention_days = retention).await;
         second.admin_auth = admin_auth;
-        await_purge(&second, "witness").await;
+        await_purge(&second, "witness", "control").await;
         let kept: Vec<String> = targets(&second)
             .await
             .into_iter()
@@ -1700,6 +2251,7 @@ async fn retention_purges_old_events(backend: Backend) {
 
 on_both_backends!(
     every_action_is_recorded_exactly,
+    limit_events_are_recorded_exactly,
     no_secret_in_any_event,
     refused_changes_record_nothing,
     filters_and_paging,

@@ -344,13 +344,9 @@ const fn all_invalid(field: &'static str) -> [Want; 7] {
 }
 
 /// `x-request-id`: bytes below 0x20 and DEL cannot be in an HTTP/2 header value; the
-/// rest are not visible ASCII, or too long.
-const REQUEST_ID: [Want; 7] = {
-    let refused = Invalid("x-request-id");
-    [
-        Unsendable, Unsendable, Unsendable, refused, refused, refused, refused,
-    ]
-};
+/// rest are not visible ASCII, or too long, so identityd ignores them and makes a request
+/// id of its own: the call goes through (a forwarded junk header never fails a check).
+const REQUEST_ID: [Want; 7] = [Unsendable, Unsendable, Unsendable, OK, OK, OK, OK];
 
 /// The table: for each field, a template (`{}` is where the bad value goes; `<client_id>`
 /// and `<app_id>` are real ones) and what each bad value must get, column by column:
@@ -416,7 +412,6 @@ fn single_value_table() -> Vec<(Input, String, Want)> {
     use Input::*;
     let address = Invalid("client_address");
     let page = Invalid("page_token");
-    let request_id = Invalid("x-request-id");
     let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s);
     let mut rows = Vec::new();
     for rpc in [
@@ -467,14 +462,18 @@ fn single_value_table() -> Vec<(Input, String, Want)> {
             URL_SAFE_NO_PAD.encode(b"\xff\xfe"),
             page,
         ),
-        // Request ids: 1 to 128 visible ASCII characters.
-        (RequestId(Rpc::Authenticate), "x".repeat(200), request_id),
-        (RequestId(Rpc::GetUser), "x".repeat(200), request_id),
-        (RequestId(Rpc::IssueToken), "x".repeat(200), request_id),
-        (RequestId(Rpc::Authenticate), "x".repeat(129), request_id),
-        (RequestId(Rpc::Authenticate), String::new(), request_id),
-        (RequestId(Rpc::Authenticate), "two words".into(), request_id),
-        (RequestId(Rpc::Authenticate), "tab\there".into(), request_id),
+        // Request ids: 1 to 128 visible ASCII characters are kept; anything else is
+        // ignored (identityd makes one) and the call goes through all the same.
+        (RequestId(Rpc::Authenticate), "x".repeat(200), OK),
+        (RequestId(Rpc::GetUser), "x".repeat(200), OK),
+        (RequestId(Rpc::IssueToken), "x".repeat(200), OK),
+        (RequestId(Rpc::Authenticate), "x".repeat(129), OK),
+        (RequestId(Rpc::Authenticate), String::new(), OK),
+        (RequestId(Rpc::IssueToken), String::new(), OK),
+        (RequestId(Rpc::Authenticate), "two words".into(), OK),
+        (RequestId(Rpc::IssueToken), "two words".into(), OK),
+        (RequestId(Rpc::Authenticate), "tab\there".into(), OK),
+        (RequestId(Rpc::IssueToken), "tab\there".into(), OK),
         (RequestId(Rpc::Authenticate), "x".repeat(128), OK),
         (
             RequestId(Rpc::GetUser),
@@ -993,14 +992,21 @@ async fn bad_bytes_in_stored_fields_are_refused_alike(backend: Backend) {
         .filter(|row| row.got.is_failure() || !row.got.is(row.want))
         .map(|row| format!("  {}: want {:?}, got {:?}", row.label, row.want, row.got))
         .collect();
-    // Nothing refused was written down: no control character and no over-long value is
-    // in the audit log or the guess-limit counters.
+    // Nothing refused or ignored was written down: no control character and no
+    // over-long value is in the audit log or the guess-limit counters, and every stored
+    // request id is 1 to 128 visible ASCII characters (an ignored one was replaced).
     let long = "x".repeat(300);
     let shown = |text: &str| text.chars().take(60).collect::<String>();
+    let request_id_ok =
+        |id: &str| (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic());
     let stored: Vec<String> = stored_texts(&fixture.server)
         .await
         .into_iter()
-        .filter(|(_, text)| text.chars().any(char::is_control) || text.contains(&long))
+        .filter(|(place, text)| {
+            text.chars().any(char::is_control)
+                || text.contains(&long)
+                || (place.ends_with(" request_id") && !request_id_ok(text))
+        })
         .map(|(place, text)| format!("  {place}: {:?}", shown(&text)))
         .collect();
     assert!(
@@ -1054,6 +1060,7 @@ async fn stored_texts(server: &TestServer) -> Vec<(String, String)> {
                 (place("target"), e.target.clone()),
                 (place("reason"), e.reason.clone()),
                 (place("source"), e.source.clone()),
+                (place("peer"), e.peer.clone()),
                 (place("request_id"), e.request_id.clone()),
                 (place("details"), e.details.clone()),
             ]);
@@ -1080,6 +1087,77 @@ async fn stored_texts(server: &TestServer) -> Vec<(String, String)> {
         texts.push((format!("guess limit {} source", l.secret), l.source));
     }
     texts
+}
+
+/// An `x-request-id` that is not 1 to 128 visible ASCII characters is ignored, not
+/// refused: the call goes through, and its event gets a request id identityd made, as a
+/// call sending none does (each its own); a good one is kept as sent.
+async fn ignored_request_ids_are_replaced(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    user_with_password(&server, "alice", &["orders:read"]).await;
+    let mut identity = server.identity().await;
+    let mut admin = server.admin().await;
+    let long = "x".repeat(200);
+    let sent: [Option<&str>; 7] = [
+        Some("two words"),
+        Some("tab\there"),
+        Some(&long),
+        Some("req-\u{202e}"),
+        Some(""),
+        None,
+        Some("req:42/retry=1"),
+    ];
+    let mut recorded = Vec::new();
+    for id in sent {
+        let mut request = tonic::Request::new(password_grant("alice", PASSWORD));
+        if let Some(id) = id {
+            let value = AsciiMetadataValue::try_from(id.as_bytes()).expect("sendable");
+            request.metadata_mut().insert("x-request-id", value);
+        }
+        let issued = identity
+            .issue_token(request)
+            .await
+            .unwrap_or_else(|s| panic!("the login with {id:?} goes through: {s:?}"))
+            .into_inner();
+        let logins = admin
+            .list_audit_events(as_admin(
+                &server,
+                pb::ListAuditEventsRequest {
+                    action: "login".into(),
+                    page_size: 1000,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("ListAuditEvents")
+            .into_inner()
+            .events;
+        let session = |e: &pb::AuditEvent| {
+            serde_json::from_str::<serde_json::Value>(&e.details).expect("JSON details")["session"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        let events: Vec<_> = logins
+            .iter()
+            .filter(|e| session(e).as_deref() == Some(issued.session_id.as_str()))
+            .collect();
+        assert_eq!(events.len(), 1, "{id:?}: {logins:#?}");
+        recorded.push(events[0].request_id.clone());
+    }
+    assert_eq!(recorded[6], "req:42/retry=1");
+    let made = &recorded[..6];
+    for id in made {
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "a request id identityd made: {recorded:?}"
+        );
+    }
+    let distinct: std::collections::HashSet<_> = made.iter().collect();
+    assert_eq!(distinct.len(), made.len(), "{recorded:?}");
+    server.stop().await;
 }
 
 /// A client_id longer than any identityd issues (64 characters: `is_client_id`,
@@ -1239,5 +1317,6 @@ on_both_backends!(
     undecodable_requests_are_invalid_argument,
     bad_bytes_in_stored_fields_are_refused_alike,
     over_long_client_ids_never_reach_storage,
+    ignored_request_ids_are_replaced,
     good_spellings_still_work,
 );
