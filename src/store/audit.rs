@@ -7,8 +7,8 @@ use crate::domain::audit::{Event, Outcome};
 use crate::domain::clock::UnixSeconds;
 use async_trait::async_trait;
 
-/// One stored event, as Admin lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One stored event, as Admin lists it (and as its row reads).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRecord {
     /// Increases with every event.
     pub id: i64,
@@ -100,43 +100,6 @@ pub(super) const PURGE: &str = "\
 /// Events deleted per purge transaction.
 pub(super) const PURGE_BATCH: i64 = 10_000;
 
-#[derive(sqlx::FromRow)]
-pub(super) struct AuditRow {
-    pub id: i64,
-    pub at: i64,
-    pub actor: String,
-    pub actor_name: String,
-    pub credential: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub reason: String,
-    pub source: String,
-    pub peer: String,
-    pub request_id: String,
-    pub details: String,
-}
-
-impl From<AuditRow> for AuditRecord {
-    fn from(r: AuditRow) -> Self {
-        Self {
-            id: r.id,
-            at: r.at,
-            actor: r.actor,
-            actor_name: r.actor_name,
-            credential: r.credential,
-            action: r.action,
-            target: r.target,
-            outcome: r.outcome,
-            reason: r.reason,
-            source: r.source,
-            peer: r.peer,
-            request_id: r.request_id,
-            details: r.details,
-        }
-    }
-}
-
 /// Implements [`AuditStore`] for `$store` (see `sql.rs`).
 macro_rules! impl_audit_store {
     ($store:ty) => {
@@ -147,7 +110,7 @@ macro_rules! impl_audit_store {
                 filter: &AuditFilter,
                 limit: u32,
             ) -> StoreResult<Vec<AuditRecord>> {
-                let rows = sqlx::query_as::<_, audit::AuditRow>(audit::LIST)
+                let rows = sqlx::query_as::<_, AuditRecord>(audit::LIST)
                     .bind(&filter.actor)
                     .bind(&filter.target)
                     .bind(&filter.action)
@@ -158,7 +121,7 @@ macro_rules! impl_audit_store {
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
-                Ok(rows.into_iter().map(AuditRecord::from).collect())
+                Ok(rows)
             }
 
             async fn purge_audit_events(&self, before: UnixSeconds) -> StoreResult<u64> {

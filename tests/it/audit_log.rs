@@ -277,21 +277,6 @@ fn refresh_request(refresh_token: &str, csrf_token: &str) -> pb::RefreshTokenReq
     }
 }
 
-/// Admin.ListGuessLimits of `secret` and `subject`, as the bootstrap admin.
-async fn guess_limits(server: &TestServer, secret: &str, subject: &str) -> Vec<pb::GuessLimit> {
-    let request = pb::ListGuessLimitsRequest {
-        secret: secret.into(),
-        subject: subject.into(),
-        page_size: 1000,
-    };
-    admin_call(server, &server.admin_auth, request, async |a, r| {
-        a.list_guess_limits(r).await
-    })
-    .await
-    .expect("ListGuessLimits")
-    .limits
-}
-
 /// Asserts `name` is a pseudonym: `#` and 24 lower-case hex digits.
 #[track_caller]
 fn assert_pseudonym(name: &str) {

@@ -33,20 +33,6 @@ fn login_from(username: &str, password: &str, address: &str) -> pb::IssueTokenRe
     }
 }
 
-async fn limits(server: &TestServer, secret: &str, subject: &str) -> Vec<pb::GuessLimit> {
-    let request = pb::ListGuessLimitsRequest {
-        secret: secret.into(),
-        subject: subject.into(),
-        page_size: 0,
-    };
-    admin_call(server, &server.admin_auth, request, async |a, r| {
-        a.list_guess_limits(r).await
-    })
-    .await
-    .expect("list guess limits")
-    .limits
-}
-
 async fn clear(server: &TestServer, secret: &str, subject: &str, source: &str) -> bool {
     let request = pb::ClearGuessLimitRequest {
         secret: secret.into(),
@@ -124,7 +110,7 @@ async fn password_guessing_is_limited(backend: Backend) {
     // Typed as the email or in another case, it is the same account and the same count.
     assert_eq!(refusal(try_login(&server, "ALICE", PASSWORD).await), wrong);
 
-    let listed = limits(&server, "password", "alice").await;
+    let listed = guess_limits(&server, "password", "alice").await;
     let now = server.clock.now();
     let account = listed
         .iter()
@@ -180,7 +166,7 @@ async fn one_address_is_stopped_without_locking_the_owner_out(backend: Backend) 
         .await
         .expect("a caller passing no address is not that source");
 
-    let listed = limits(&server, "password", "bob").await;
+    let listed = guess_limits(&server, "password", "bob").await;
     let source = listed
         .iter()
         .find(|l| l.source == attacker)
@@ -250,7 +236,7 @@ async fn unknown_accounts_are_limited_alike(backend: Backend) {
     try_login(&server, "nobody", WRONG).await.unwrap_err();
     // Counted and recorded under a pseudonym: a name that is no account's may be a
     // password typed into the wrong field, so it is never stored as typed.
-    let listed = limits(&server, "password", "").await;
+    let listed = guess_limits(&server, "password", "").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     let pseudonym = &listed[0].subject;
     assert!(
@@ -691,13 +677,13 @@ async fn a_blocked_account_does_not_charge_the_owners_address(backend: Backend) 
         );
     }
     assert!(
-        limits(&server, "password", "vic")
+        guess_limits(&server, "password", "vic")
             .await
             .iter()
             .all(|l| l.source != home),
         "the owner's address holds nothing"
     );
-    let account = limits(&server, "password", "vic").await;
+    let account = guess_limits(&server, "password", "vic").await;
     let until = account
         .iter()
         .find(|l| l.source.is_empty())
@@ -735,7 +721,7 @@ async fn a_new_token_starts_unblocked(backend: Backend) {
         200,
         "ok",
     );
-    assert!(limits(&server, "api_token", "Gus").await.is_empty());
+    assert!(guess_limits(&server, "api_token", "Gus").await.is_empty());
     let cleared = audit_events(&server, "api_token:gus", "limit.clear").await;
     assert_eq!(cleared.len(), 1, "{cleared:?}");
     // Names of limits are canonical: clearing `GUS` is clearing `gus`.

@@ -396,6 +396,22 @@ pub async fn admin_call<Req, Resp>(
     Ok(response.into_inner())
 }
 
+/// Admin.ListGuessLimits of `secret` and `subject` (empty: every subject), as the
+/// bootstrap admin.
+pub async fn guess_limits(server: &TestServer, secret: &str, subject: &str) -> Vec<pb::GuessLimit> {
+    let request = pb::ListGuessLimitsRequest {
+        secret: secret.into(),
+        subject: subject.into(),
+        page_size: 1000,
+    };
+    admin_call(server, &server.admin_auth, request, async |a, r| {
+        a.list_guess_limits(r).await
+    })
+    .await
+    .expect("ListGuessLimits")
+    .limits
+}
+
 /// Identity.RegenerateApiToken of `username` as the bootstrap admin.
 pub async fn regenerate_api_token(
     server: &TestServer,
