@@ -3,7 +3,6 @@
 use crate::config::{AdminCommand, AdminTask, Command, DatabaseConfig, LogFormat, ServeConfig};
 use crate::domain::audit::{Actor, Origin};
 use crate::domain::clock::{Clock, SystemClock};
-use crate::domain::guessing::{Guessed, LimitKey};
 use crate::domain::names;
 use crate::server;
 use crate::service::bootstrap::{self, BootstrapCredentials};
@@ -113,28 +112,17 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
                 .replace_api_token(&username, &SecretDigest::of(&token), &event)
                 .await?;
             crate::service::audit::log(&event);
-            // Nobody has guessed at the new token: blocks on the name would only keep
-            // its owner out.
-            let every = LimitKey {
-                secret: Guessed::ApiToken,
-                subject: username.clone(),
-                source: limits::EVERY_SOURCE.into(),
-            };
-            let cleared = origin.event(clock.now(), "limit.clear", every.target());
-            if store
-                .clear_subject_limits(Guessed::ApiToken, &username, &cleared)
-                .await?
-                > 0
+            // The token is replaced either way: a failure here leaves blocks that end
+            // by themselves, and the new token must still be shown.
+            if let Err(e) =
+                limits::clear_api_token(store.as_ref(), clock.now(), &username, &origin).await
             {
-                crate::service::audit::log(&cleared);
+                eprintln!(
+                    "identityd: warning: could not clear the guessing limits of the old token ({e}); they end by themselves"
+                );
             }
-            // The running replicas still cache the old token and hold the blocks: tell
-            // them, as they would.
-            tell_servers(
-                store.as_ref(),
-                &[Notice::Principal(user.id), Notice::Unblocked(every)],
-            )
-            .await;
+            // The running replicas still cache the old token: tell them, as they would.
+            tell_servers(store.as_ref(), &[Notice::Principal(user.id)]).await;
             server::print_credentials(&BootstrapCredentials {
                 username,
                 api_token: token,
@@ -150,13 +138,8 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
                 actor: Actor::cli(),
                 ..Origin::default()
             };
-            let mut event = origin.event(clock.now(), "limit.clear", key.target());
-            if !key.source.is_empty() {
-                event = event.with("source", key.source.as_str());
-            }
-            if store.clear_limit(&key, &event).await? {
-                crate::service::audit::log(&event);
-                tell_servers(store.as_ref(), &[Notice::Unblocked(key)]).await;
+            // Running servers hold no blocks in memory: their next attempt reads this.
+            if limits::clear_limit(store.as_ref(), clock.now(), &key, &origin).await? {
                 println!("identityd: cleared");
             } else {
                 println!("identityd: no such limit; nothing to clear");
@@ -167,7 +150,7 @@ async fn run_admin(admin: AdminCommand) -> Result<(), Box<dyn std::error::Error>
 }
 
 /// Tells running servers of a change made here, as they tell each other; a failure
-/// only delays what they learn until their cache entries and blocks expire.
+/// only delays what they learn until their cache entries expire.
 async fn tell_servers(store: &dyn Store, notices: &[Notice]) {
     for notice in notices {
         if let Err(e) = store.publish(&notice.encode("cli")).await {

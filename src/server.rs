@@ -121,7 +121,6 @@ pub struct Prepared {
     documents: Arc<Documents>,
     admin: Arc<AdminService>,
     tokens: Arc<Tokens>,
-    limits: Arc<GuessLimits>,
     ops: Ops,
     usage: Arc<UsageRecorder>,
     replicas: Option<replicas::Link>,
@@ -261,7 +260,6 @@ pub async fn prepare(config: &ServeConfig, clock: Arc<dyn Clock>) -> Result<Prep
         documents,
         admin,
         tokens,
-        limits,
         ops,
         usage,
         replicas,
@@ -345,7 +343,6 @@ impl Prepared {
             let followers = replicas::Followers {
                 cache: self.cache.clone(),
                 documents: self.documents.clone(),
-                limits: self.limits.clone(),
             };
             background.push(tokio::spawn(link.run(self.store.clone(), followers)));
         }

@@ -20,5 +20,7 @@ CREATE TABLE guess_limits (
     PRIMARY KEY (secret, subject, source)
 );
 
--- Listing what is blocked now, and purging what is long quiet.
+-- Listing the latest counters first.
 CREATE INDEX guess_limits_by_update ON guess_limits (updated_at);
+-- Purging counters whose window is over (a fresh counter would replace them).
+CREATE INDEX guess_limits_by_window ON guess_limits (window_start);

@@ -1,6 +1,7 @@
 //! Guessing limits: how many wrong guesses at a secret are allowed, and what happens
-//! after. Pure state transitions; the store runs them under a row lock, so every replica
-//! shares one count and a parallel burst gets no more tries than a sequential run.
+//! after. Pure state transitions; the store runs them with the counters locked, so every
+//! replica shares one count and a parallel burst gets no more tries than a sequential
+//! run.
 //!
 //! A counter counts failures in a window. An attempt is charged before its secret is
 //! checked (and refunded if it was right), so attempts still being checked count too.
@@ -13,7 +14,6 @@
 
 use super::audit::{Actor, Event, Origin};
 use super::clock::UnixSeconds;
-use super::secret::SecretDigest;
 use std::net::{IpAddr, Ipv6Addr};
 
 /// Which secret is being guessed.
@@ -131,6 +131,8 @@ pub enum Attempt {
     Limited {
         /// When the last block ends.
         until: UnixSeconds,
+        /// The counter refusing it: the per-account one when both do.
+        by: usize,
         /// Counters this attempt blocked.
         tripped: Vec<Trip>,
     },
@@ -158,12 +160,6 @@ pub fn trip_event(origin: &Origin, now: UnixSeconds, key: &LimitKey, until: Unix
     event.with("blocked_until", until)
 }
 
-/// The digest a subject's counters are held under in memory: no allocation, so a warm
-/// check can look them up.
-pub fn subject_digest(secret: Guessed, subject: &str) -> SecretDigest {
-    SecretDigest::of_parts(&[secret.as_str().as_bytes(), b"\0", subject.as_bytes()])
-}
-
 /// Decides one attempt on every counter guarding its secret (per source and per
 /// account), changing them as it goes. An attempt any counter refuses is refused
 /// unchecked and counted nowhere: a blocked source does not use up the account's
@@ -174,7 +170,7 @@ pub fn decide(
     charge: Charge,
     now: UnixSeconds,
 ) -> Attempt {
-    let mut until = None;
+    let mut refusal = None;
     let mut tripped = Vec::new();
     for (i, (counter, rules)) in counters.iter_mut().zip(rules).enumerate() {
         counter.roll(now, rules);
@@ -186,11 +182,13 @@ pub fn decide(
             });
         }
         if counter.blocked_until > now {
-            until = until.max(Some(counter.blocked_until));
+            let until =
+                refusal.map_or(counter.blocked_until, |(u, _)| counter.blocked_until.max(u));
+            refusal = Some((until, i));
         }
     }
-    if let Some(until) = until {
-        return Attempt::Limited { until, tripped };
+    if let Some((until, by)) = refusal {
+        return Attempt::Limited { until, by, tripped };
     }
     if charge != Charge::Right {
         for (i, (counter, rules)) in counters.iter_mut().zip(rules).enumerate() {
@@ -245,6 +243,12 @@ impl Counter {
         self.failures = (self.failures - 1).max(0);
     }
 
+    /// Forgets the failures of the window (not a block): the secret was right from this
+    /// source, so its earlier failures were its owner's typos.
+    pub fn forgive(&mut self) {
+        self.failures = 0;
+    }
+
     /// True when the counter holds something at `now`: failures in a live window, or a
     /// block. Counters that hold nothing are not worth listing.
     pub fn is_live(&self, now: UnixSeconds, rules: &Rules) -> bool {
@@ -269,14 +273,38 @@ pub fn source_key(address: &str) -> Option<String> {
 
 /// [`source_key`] of an address already parsed.
 pub fn source_key_of(ip: IpAddr) -> String {
-    match ip {
+    match counted(ip) {
         IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(prefix) => format!("{prefix}/64"),
+    }
+}
+
+/// [`source_key_of`] as bytes, without writing it out: for keys built on every check.
+/// An IPv4 address and an IPv6 prefix never share bytes (the first byte tells them
+/// apart).
+pub fn source_bytes(ip: IpAddr) -> [u8; 9] {
+    let mut bytes = [0u8; 9];
+    match counted(ip) {
+        IpAddr::V4(v4) => {
+            bytes[0] = 4;
+            bytes[1..5].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(prefix) => {
+            bytes[0] = 6;
+            bytes[1..].copy_from_slice(&prefix.octets()[..8]);
+        }
+    }
+    bytes
+}
+
+/// The address a client is counted as: an IPv4 address itself (also when written as
+/// IPv4-mapped IPv6), an IPv6 address as its /64 prefix.
+fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                format!("{}/64", Ipv6Addr::from(prefix))
-            }
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
         },
     }
 }
@@ -324,7 +352,8 @@ mod tests {
         let mut blocks = Vec::new();
         for _ in 0..8 {
             admitted(&mut c, now, 3);
-            let Attempt::Limited { until, tripped } = one(&mut c, Charge::BeforeCheck, now) else {
+            let Attempt::Limited { until, tripped, .. } = one(&mut c, Charge::BeforeCheck, now)
+            else {
                 panic!("the fourth attempt is limited")
             };
             assert_eq!(tripped.iter().map(|t| t.index).collect::<Vec<_>>(), [0]);
@@ -364,6 +393,7 @@ mod tests {
                 one(&mut c, charge, 1),
                 Attempt::Limited {
                     until: 100,
+                    by: 0,
                     tripped: vec![]
                 }
             );
@@ -400,7 +430,7 @@ mod tests {
         assert_eq!(counters[1].failures, 3);
         for _ in 0..40 {
             let refused = decide(&mut counters, &rules, Charge::Wrong, 1);
-            assert!(matches!(refused, Attempt::Limited { .. }));
+            assert!(matches!(refused, Attempt::Limited { by: 0, .. }));
         }
         assert_eq!(
             counters[1].failures, 3,
@@ -410,7 +440,8 @@ mod tests {
         let mut counters = [Counter::fresh(0, &rules[0]), Counter::fresh(0, &rules[1])];
         counters[1].blocked_until = 500;
         for _ in 0..20 {
-            decide(&mut counters, &rules, Charge::BeforeCheck, 1);
+            let refused = decide(&mut counters, &rules, Charge::BeforeCheck, 1);
+            assert!(matches!(refused, Attempt::Limited { by: 1, .. }));
         }
         assert_eq!(counters[0].failures, 0);
         assert_eq!(counters[0].blocked_until, 0);
@@ -448,6 +479,29 @@ mod tests {
             "1.2.3.4\0",
         ] {
             assert_eq!(source_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn source_bytes_tell_apart_what_source_keys_tell_apart() {
+        let addresses = [
+            "192.0.2.7",
+            "::ffff:192.0.2.7",
+            "192.0.2.8",
+            "2001:db8:1:2::ffff",
+            "2001:db8:1:2:aaaa::1",
+            "2001:db8:1:3::1",
+            "c000:207::",
+        ];
+        for a in addresses {
+            for b in addresses {
+                let (a, b): (IpAddr, IpAddr) = (a.parse().unwrap(), b.parse().unwrap());
+                assert_eq!(
+                    source_bytes(a) == source_bytes(b),
+                    source_key_of(a) == source_key_of(b),
+                    "{a} {b}"
+                );
+            }
         }
     }
 }

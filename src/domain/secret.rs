@@ -106,10 +106,13 @@ impl SecretDigest {
         Self(Sha256::digest(secret.expose_secret().as_bytes()).into())
     }
 
-    /// Digests several parts as one, without joining them in memory first.
+    /// Digests several parts as one, without joining them in memory first. Each part
+    /// goes in after its length, so no two lists of parts share a digest (`["ab", "c"]`
+    /// is not `["a", "bc"]`): parts need no separators.
     pub fn of_parts(parts: &[&[u8]]) -> Self {
         let mut hasher = Sha256::new();
         for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
             hasher.update(part);
         }
         Self(hasher.finalize().into())
@@ -145,6 +148,18 @@ impl fmt::Debug for SecretDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_are_digested_unambiguously() {
+        let digest = |parts: &[&str]| {
+            let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+            SecretDigest::of_parts(&parts)
+        };
+        assert_eq!(digest(&["bob", "1.2.3.4"]), digest(&["bob", "1.2.3.4"]));
+        assert_ne!(digest(&["bob1", ".2.3.4"]), digest(&["bob", "1.2.3.4"]));
+        assert_ne!(digest(&["ab", ""]), digest(&["a", "b"]));
+        assert_ne!(digest(&["ab"]), digest(&["ab", ""]));
+    }
 
     #[test]
     fn generated_tokens_have_the_shape_and_differ() {

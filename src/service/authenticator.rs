@@ -25,7 +25,7 @@ use crate::domain::audit::Origin;
 use crate::domain::clock::{Clock, NEVER, UnixSeconds};
 use crate::domain::credentials::{Scheme, parse_authorization};
 use crate::domain::dispatch::{Presented, accepts_principal, dispatch};
-use crate::domain::guessing::Guessed;
+use crate::domain::guessing::{Guessed, source_bytes};
 use crate::domain::names;
 use crate::domain::permissions::{Permission, PermissionSet};
 use crate::domain::principal::{
@@ -275,9 +275,11 @@ impl Authenticator {
     }
 
     /// Checks Basic `username:token`, under the username's guessing limit: a token
-    /// presented with a username that is not its owner's is simply wrong. A warm check
-    /// consults only the blocks held in memory; a cold one is decided with its result
-    /// under the counters' locks, so a blocked attempt is refused alike, right or wrong.
+    /// presented with a username that is not its owner's is simply wrong. A cold check
+    /// is decided with its result under the counters' locks, so a blocked attempt is
+    /// refused alike, right or wrong. A warm one is cached per source address and
+    /// dropped when a counter of its username trips (see [`limits`](super::limits)), so
+    /// a blocked source always reaches the database.
     async fn api_token(
         &self,
         username: &str,
@@ -291,17 +293,15 @@ impl Authenticator {
         if names::check_username(username).is_err() {
             return Ok(invalid);
         }
-        if self
-            .limits
-            .refuses_api_token(username, origin.client)
-            .await?
-        {
-            return Ok(invalid);
-        }
-        let digest = SecretDigest::of(token);
+        let source = origin.client.map(source_bytes);
+        let key = SecretDigest::of_parts(&[
+            b"api_token",
+            token.expose_secret().as_bytes(),
+            source.as_ref().map_or(&[], |s| s),
+        ]);
         // Stored names are canonical (lower-case ASCII), so a warm hit compares without
         // copying.
-        if let Some(hit) = self.cache.get(&digest)
+        if let Some(hit) = self.cache.get(&key)
             && hit.principal.name.eq_ignore_ascii_case(username)
         {
             return Ok(Ok(hit));
@@ -312,6 +312,7 @@ impl Authenticator {
             source: origin.client,
         };
         let read_at = self.cache.epoch();
+        let digest = SecretDigest::of(token);
         let owner = self.store.find_api_token(&digest).await?.filter(|o| {
             o.digest.ct_eq(&digest) && o.active && o.api_access && o.username == guess.subject
         });
@@ -324,7 +325,7 @@ impl Authenticator {
             return Ok(invalid);
         };
         let authenticated = Arc::new(api_token_principal(owner, &digest));
-        self.cache.fill(digest, authenticated.clone(), read_at);
+        self.cache.fill(key, authenticated.clone(), read_at);
         Ok(Ok(authenticated))
     }
 }

@@ -12,7 +12,7 @@
 //! [`replicas`](super::replicas)), which apply it to their own caches.
 
 use super::replicas::Notice;
-use crate::domain::principal::Authenticated;
+use crate::domain::principal::{Authenticated, CredentialKind};
 use crate::domain::secret::SecretDigest;
 use moka::sync::Cache;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,8 +97,15 @@ impl CheckCache {
                 self.epoch.fetch_add(1, Ordering::SeqCst);
                 self.entries.invalidate_all();
             }
-            // Not the cache's: documents and guessing limits have their own followers.
-            Notice::Documents | Notice::Blocked(..) | Notice::Unblocked(_) => {}
+            Notice::ApiTokenOf(username) => {
+                let username = username.clone();
+                self.invalidate_if(move |v| {
+                    v.principal.credential_kind == CredentialKind::ApiToken
+                        && v.principal.name == username
+                });
+            }
+            // Not the cache's: documents have their own follower.
+            Notice::Documents => {}
         }
     }
 
@@ -157,6 +164,12 @@ impl CheckCache {
     /// their secret at hand (an app token revoked by id), on every replica.
     pub fn invalidate_credential(&self, credential_id: &str) {
         self.apply_everywhere(Notice::Credential(credential_id.to_owned()));
+    }
+
+    /// Drops every cached check of one username's API token (a guessing limit on it
+    /// tripped), on every replica.
+    pub fn invalidate_api_token_of(&self, username: &str) {
+        self.apply_everywhere(Notice::ApiTokenOf(username.to_owned()));
     }
 
     /// Drops every access token of one session, on every replica.

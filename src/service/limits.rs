@@ -12,28 +12,29 @@
 //! refunded when it was right: a refused attempt costs no hashing. Client secrets and
 //! API tokens are checked by digest, so they are checked first and only a wrong one is
 //! charged; a right one still passes only when no counter refuses. Either way a parallel
-//! burst gets exactly as many checks as a sequential run (the store counts under a row
-//! lock), and a right secret during a block gets the same answer as a wrong one.
+//! burst gets exactly as many checks as a sequential run (the store decides with the
+//! counters locked), and a right secret during a block gets the same answer as a wrong
+//! one.
 //!
-//! A tripped API-token counter is also held in memory on every replica (announced like
-//! cache invalidations), because a right token may be answered from the check cache
-//! without any database read.
+//! A right API token may be answered from the check cache without any database read, so
+//! its cached check is kept per source address, and a counter that trips drops every
+//! cached check of its username on every replica: from then on the database decides,
+//! and a blocked source never gets a cached answer back while its block lasts.
 
 use super::ServiceError;
 use super::cache::CheckCache;
-use super::replicas::Notice;
 use crate::domain::audit::{Event, Origin};
 use crate::domain::clock::{Clock, UnixSeconds};
 use crate::domain::guessing::{
-    Attempt, Charge, Guessed, LimitKey, Rules, source_key_of, subject_digest, trip_event,
+    Attempt, Charge, Guessed, LimitKey, Rules, source_bytes, source_key_of, trip_event,
 };
 use crate::domain::names;
 use crate::domain::secret::SecretDigest;
-use crate::store::{LimitRecord, Store, StoreError};
+use crate::store::{LimitRecord, LimitStore, LiveAt, Store, StoreError};
 use moka::sync::Cache;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The rules of the two counters.
@@ -68,17 +69,21 @@ impl Guess {
     /// The counters this attempt is decided on, the per-source one first (always the
     /// same order, so concurrent attempts take their locks alike).
     fn counters(&self, settings: &LimitSettings) -> Vec<(LimitKey, Rules)> {
-        let key = |source: String| LimitKey {
+        let mut counters = Vec::with_capacity(2);
+        if let Some(ip) = self.source {
+            counters.push((self.key(source_key_of(ip)), settings.source));
+        }
+        counters.push((self.key(String::new()), settings.account));
+        counters
+    }
+
+    /// This attempt's counter from `source` (empty: the per-account one).
+    fn key(&self, source: String) -> LimitKey {
+        LimitKey {
             secret: self.secret,
             subject: self.subject.clone(),
             source,
-        };
-        let mut counters = Vec::with_capacity(2);
-        if let Some(ip) = self.source {
-            counters.push((key(source_key_of(ip)), settings.source));
         }
-        counters.push((key(String::new()), settings.account));
-        counters
     }
 }
 
@@ -90,9 +95,12 @@ pub struct LimitStats {
 }
 
 impl LimitStats {
-    /// The kinds in declaration order: 0, 1, 2.
     fn slot(secret: Guessed) -> usize {
-        secret as usize
+        match secret {
+            Guessed::Password => 0,
+            Guessed::ClientSecret => 1,
+            Guessed::ApiToken => 2,
+        }
     }
 
     /// Attempts refused unchecked so far, of `secret`.
@@ -106,9 +114,9 @@ impl LimitStats {
     }
 }
 
-/// Most blocks held in memory; beyond it the least used are dropped (a dropped block
-/// still refuses on the database path, where its token is not cached).
-const MEMORY_CAPACITY: u64 = 100_000;
+/// Refusals recorded lately, remembered at most: beyond it the least used are forgotten
+/// (then recorded again, which costs an audit row, not a decision).
+const RECORDED_CAPACITY: u64 = 100_000;
 /// Refused attempts of one counter are recorded at most once per this long; the metric
 /// counts them all.
 const RECORD_REFUSALS_EVERY: Duration = Duration::from_secs(60);
@@ -119,24 +127,17 @@ pub struct GuessLimits {
     clock: Arc<dyn Clock>,
     cache: Arc<CheckCache>,
     settings: LimitSettings,
-    /// Blocked API-token counters by subject ([`subject_digest`]): each source (empty
-    /// for the per-account counter) and when its block ends.
-    blocked: Cache<SecretDigest, Arc<[(String, UnixSeconds)]>>,
-    /// The end of the latest block in `blocked`: while it is past, nothing is blocked
-    /// and a warm check does no more than read it.
-    latest_block: AtomicI64,
     /// Refusals recorded lately, by digest of what they were about.
     recorded: Cache<SecretDigest, ()>,
     stats: LimitStats,
 }
 
-/// The source of a key that stands for every counter of its subject, in
-/// [`Notice::Unblocked`]: no address is written so.
-pub const EVERY_SOURCE: &str = "*";
-
 /// Why an attempt was refused unchecked; answered exactly like a wrong secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    /// The counter refusing it.
+    pub by: LimitKey,
+}
 
 impl GuessLimits {
     /// The limits of one replica.
@@ -146,22 +147,13 @@ impl GuessLimits {
         cache: Arc<CheckCache>,
         settings: LimitSettings,
     ) -> Self {
-        let longest_block = Duration::from_secs(
-            u64::try_from(settings.longest_window().max(settings.account.max_delay))
-                .unwrap_or(u64::MAX),
-        );
         Self {
             store,
             clock,
             cache,
             settings,
-            blocked: Cache::builder()
-                .max_capacity(MEMORY_CAPACITY)
-                .time_to_live(longest_block)
-                .build(),
-            latest_block: AtomicI64::new(0),
             recorded: Cache::builder()
-                .max_capacity(MEMORY_CAPACITY)
+                .max_capacity(RECORDED_CAPACITY)
                 .time_to_live(RECORD_REFUSALS_EVERY)
                 .build(),
             stats: LimitStats::default(),
@@ -203,70 +195,32 @@ impl GuessLimits {
         self.decide(guess, charge, origin).await
     }
 
-    /// On an API-token check of `username` (as given) from `source`, before the cache:
-    /// whether a block refuses it. While nothing is blocked this reads one atomic; a
-    /// block held in memory is confirmed with the database, which a clear made
-    /// anywhere (another replica, the command line) has reached first.
-    pub async fn refuses_api_token(
-        &self,
-        username: &str,
-        source: Option<IpAddr>,
-    ) -> Result<bool, StoreError> {
-        let now = self.clock.now();
-        if self.latest_block.load(Ordering::Acquire) <= now {
-            return Ok(false);
-        }
-        let subject = username.to_ascii_lowercase();
-        let digest = subject_digest(Guessed::ApiToken, &subject);
-        let Some(blocks) = self.blocked.get(&digest) else {
-            return Ok(false);
-        };
-        let source = source.map(source_key_of);
-        let held: Vec<LimitKey> = blocks
-            .iter()
-            .filter(|(blocked, until)| {
-                *until > now && (blocked.is_empty() || source.as_deref() == Some(blocked.as_str()))
-            })
-            .map(|(blocked, _)| LimitKey {
-                secret: Guessed::ApiToken,
-                subject: subject.clone(),
-                source: blocked.clone(),
-            })
-            .collect();
-        if held.is_empty() {
-            return Ok(false);
-        }
-        let stored = self.store.read_counters(&held).await?;
-        let blocked = stored
-            .iter()
-            .zip(&held)
-            .any(|(counter, _)| counter.is_some_and(|c| c.blocked_until > now));
-        if blocked {
-            self.count_limited(Guessed::ApiToken);
-        } else {
-            self.blocked.invalidate(&digest);
-        }
-        Ok(blocked)
+    /// Whether a refusal by the counter `key` should be recorded now: at most once per
+    /// minute each, so a refused flood cannot fill the audit log.
+    pub fn record_refusal(&self, key: &LimitKey) -> bool {
+        self.record_once(&[
+            b"limited",
+            key.secret.as_str().as_bytes(),
+            key.subject.as_bytes(),
+            key.source.as_bytes(),
+        ])
     }
 
-    /// Whether a refusal about `what` should be recorded now: at most once per minute
-    /// each, so a flood of refused attempts cannot fill the audit log.
-    pub fn record_refusal(&self, what: &[&[u8]]) -> bool {
+    /// Whether a login naming an unknown client from `source` should be recorded now:
+    /// at most once per minute per source address (or once for every caller that gives
+    /// none), whatever ids it makes up.
+    pub fn record_unknown_client(&self, source: Option<IpAddr>) -> bool {
+        let source = source.map(source_bytes);
+        self.record_once(&[b"unknown_client", source.as_ref().map_or(&[], |s| s)])
+    }
+
+    fn record_once(&self, what: &[&[u8]]) -> bool {
         let digest = SecretDigest::of_parts(what);
         if self.recorded.contains_key(&digest) {
             return false;
         }
         self.recorded.insert(digest, ());
         true
-    }
-
-    /// Applies another replica's notice about an API-token counter.
-    pub fn apply(&self, notice: &Notice) {
-        match notice {
-            Notice::Blocked(key, until) => self.remember(key, *until),
-            Notice::Unblocked(key) => self.forget(key),
-            _ => {}
-        }
     }
 
     /// Counters that hold failures in a live window or a block, of `secret` and
@@ -277,28 +231,18 @@ impl GuessLimits {
         subject: &str,
         limit: u32,
     ) -> Result<Vec<LimitRecord>, StoreError> {
-        let now = self.clock.now();
-        let mut records = self.store.list_limits(secret, subject, now, limit).await?;
-        records.retain(|r| r.counter.is_live(now, self.rules_of(&r.key)));
-        Ok(records)
+        let live = LiveAt {
+            now: self.clock.now(),
+            account_window: self.settings.account.window,
+            source_window: self.settings.source.window,
+        };
+        self.store.list_limits(secret, subject, live, limit).await
     }
 
     /// Forgets one counter (a person vouched for the account); false when there was
-    /// none. The block ends on every replica.
+    /// none. Nothing is held in memory: the next attempt reads the database.
     pub async fn clear(&self, key: &LimitKey, origin: &Origin) -> Result<bool, ServiceError> {
-        let mut event = origin.event(self.clock.now(), "limit.clear", key.target());
-        if !key.source.is_empty() {
-            event = event.with("source", key.source.as_str());
-        }
-        let cleared = self.store.clear_limit(key, &event).await?;
-        if cleared {
-            super::audit::log(&event);
-        }
-        if key.secret == Guessed::ApiToken {
-            self.forget(key);
-            self.cache.announce(Notice::Unblocked(key.clone()));
-        }
-        Ok(cleared)
+        Ok(clear_limit(self.store.as_ref(), self.clock.now(), key, origin).await?)
     }
 
     /// Forgets every API-token counter of `username` (its token was just replaced, so
@@ -308,26 +252,7 @@ impl GuessLimits {
         username: &str,
         origin: &Origin,
     ) -> Result<(), ServiceError> {
-        let key = LimitKey {
-            secret: Guessed::ApiToken,
-            subject: username.to_owned(),
-            source: String::new(),
-        };
-        let event = origin.event(self.clock.now(), "limit.clear", key.target());
-        if self
-            .store
-            .clear_subject_limits(Guessed::ApiToken, username, &event)
-            .await?
-            > 0
-        {
-            super::audit::log(&event);
-        }
-        let every = LimitKey {
-            source: EVERY_SOURCE.into(),
-            ..key
-        };
-        self.forget(&every);
-        self.cache.announce(Notice::Unblocked(every));
+        clear_api_token(self.store.as_ref(), self.clock.now(), username, origin).await?;
         Ok(())
     }
 
@@ -345,81 +270,75 @@ impl GuessLimits {
             .await?;
         for trip in attempt.tripped() {
             if let Some((key, _)) = counters.get(trip.index) {
-                self.tripped(&trip_event(origin, now, key, trip.until), key, trip.until);
+                self.tripped(&trip_event(origin, now, key, trip.until), key);
             }
         }
         match attempt {
             Attempt::Admitted { .. } => Ok(()),
-            Attempt::Limited { .. } => {
+            Attempt::Limited { by, .. } => {
                 self.count_limited(guess.secret);
-                Err(AdmitError::Limited(Limited))
+                let by = counters
+                    .into_iter()
+                    .nth(by)
+                    .map_or_else(|| guess.key(String::new()), |(key, _)| key);
+                Err(AdmitError::Limited(Limited { by }))
             }
         }
     }
 
-    /// A counter this replica blocked: counted, logged as the store recorded it, and
-    /// for API tokens held in memory here and announced to the other replicas.
-    fn tripped(&self, event: &Event, key: &LimitKey, until: UnixSeconds) {
+    /// A counter this replica blocked: counted and logged as the store recorded it. For
+    /// an API token, every cached check of its username is dropped on every replica, so
+    /// the database decides its next checks.
+    fn tripped(&self, event: &Event, key: &LimitKey) {
         self.stats.tripped[LimitStats::slot(key.secret)].fetch_add(1, Ordering::Relaxed);
         super::audit::log(event);
         if key.secret == Guessed::ApiToken {
-            self.remember(key, until);
-            self.cache.announce(Notice::Blocked(key.clone(), until));
-        }
-    }
-
-    fn rules_of(&self, key: &LimitKey) -> &Rules {
-        if key.source.is_empty() {
-            &self.settings.account
-        } else {
-            &self.settings.source
+            self.cache.invalidate_api_token_of(&key.subject);
         }
     }
 
     fn count_limited(&self, secret: Guessed) {
         self.stats.limited[LimitStats::slot(secret)].fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    /// Holds a block of an API-token counter until `until`, beside the subject's others.
-    fn remember(&self, key: &LimitKey, until: UnixSeconds) {
-        let now = self.clock.now();
-        self.blocked
-            .entry(subject_digest(key.secret, &key.subject))
-            .and_upsert_with(|held| {
-                let mut blocks: Vec<(String, UnixSeconds)> =
-                    held.map(|e| e.into_value().to_vec()).unwrap_or_default();
-                blocks.retain(|(source, end)| *end > now && *source != key.source);
-                blocks.push((key.source.clone(), until));
-                blocks.into()
-            });
-        self.latest_block.fetch_max(until, Ordering::AcqRel);
+/// Forgets one counter, recorded as `origin`'s (the counter is the target, its source a
+/// detail); false when there was none.
+pub async fn clear_limit(
+    store: &dyn LimitStore,
+    now: UnixSeconds,
+    key: &LimitKey,
+    origin: &Origin,
+) -> Result<bool, StoreError> {
+    let mut event = origin.event(now, "limit.clear", key.target());
+    if !key.source.is_empty() {
+        event = event.with("source", key.source.as_str());
     }
+    let cleared = store.clear_limit(key, &event).await?;
+    if cleared {
+        super::audit::log(&event);
+    }
+    Ok(cleared)
+}
 
-    /// Drops the block of one counter held here, or of every counter of the subject
-    /// when the key's source is [`EVERY_SOURCE`].
-    fn forget(&self, key: &LimitKey) {
-        let digest = subject_digest(key.secret, &key.subject);
-        if key.source == EVERY_SOURCE {
-            self.blocked.invalidate(&digest);
-            return;
-        }
-        self.blocked.entry(digest).and_compute_with(|held| {
-            let Some(held) = held else {
-                return moka::ops::compute::Op::Nop;
-            };
-            let blocks: Vec<(String, UnixSeconds)> = held
-                .into_value()
-                .iter()
-                .filter(|(source, _)| *source != key.source)
-                .cloned()
-                .collect();
-            if blocks.is_empty() {
-                moka::ops::compute::Op::Remove
-            } else {
-                moka::ops::compute::Op::Put(blocks.into())
-            }
-        });
+/// Forgets every API-token counter of `username`, recorded as `origin`'s when there
+/// were any: after its token was replaced (by the service or the command line), nobody
+/// has guessed at the new one, and blocks on the name would only keep its owner out.
+/// How many there were.
+pub async fn clear_api_token(
+    store: &dyn LimitStore,
+    now: UnixSeconds,
+    username: &str,
+    origin: &Origin,
+) -> Result<u64, StoreError> {
+    let event = origin.event(now, "limit.clear", format!("api_token:{username}"));
+    let cleared = store
+        .clear_subject_limits(Guessed::ApiToken, username, &event)
+        .await?;
+    if cleared > 0 {
+        super::audit::log(&event);
     }
+    Ok(cleared)
 }
 
 /// Why an attempt may not go on.
@@ -455,7 +374,8 @@ impl super::admin::AdminService {
             (Some(secret), given) => canonical_subject(secret, given)?,
             // Any kind: a subject is canonical for one kind as for another.
             (None, given) => canonical_subject(Guessed::Password, given)
-                .or_else(|_| canonical_subject(Guessed::ClientSecret, given))?,
+                .or_else(|_| canonical_subject(Guessed::ClientSecret, given))
+                .map_err(|_| bad_subject())?,
         };
         let limit = super::admin::page_size(page_size)?;
         Ok(self.limits.list(secret, &subject, limit).await?)
@@ -506,13 +426,17 @@ fn canonical_subject(secret: Guessed, given: &str) -> Result<String, ServiceErro
             super::admin::check_issued_id("subject", given).map(|()| given.to_owned())
         }
         Guessed::Password if pseudonym => Ok(given.to_owned()),
-        Guessed::Password | Guessed::ApiToken => names::normalize_username(given).map_err(|_| {
-            ServiceError::invalid(
-                "subject",
-                "must be a username, a #pseudonym as listed, or a client id",
-            )
-        }),
+        Guessed::Password | Guessed::ApiToken => {
+            names::normalize_username(given).map_err(|_| bad_subject())
+        }
     }
+}
+
+fn bad_subject() -> ServiceError {
+    ServiceError::invalid(
+        "subject",
+        "must be a username, a #pseudonym as listed, or a client id",
+    )
 }
 
 /// A source as counters are stored under: empty, an IP address (counted by its /64 for

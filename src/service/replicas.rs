@@ -9,9 +9,6 @@
 
 use super::cache::CheckCache;
 use super::documents::Documents;
-use super::limits::GuessLimits;
-use crate::domain::clock::UnixSeconds;
-use crate::domain::guessing::{Guessed, LimitKey};
 use crate::store::{ChangeFeed, FeedEvent, Store};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -29,29 +26,21 @@ pub enum Notice {
     All,
     /// The scope catalog or route policy was replaced.
     Documents,
-    /// A guessing-limit counter tripped: refuse its secret unchecked until then (each
-    /// replica confirms with the database before refusing).
-    Blocked(LimitKey, UnixSeconds),
-    /// A guessing-limit counter was cleared (every counter of the subject when the key's
-    /// source is `*`).
-    Unblocked(LimitKey),
+    /// A guessing-limit counter on one username's API token tripped: every cached check
+    /// of that token is stale (the database decides from then on).
+    ApiTokenOf(String),
 }
 
 impl Notice {
     /// The wire form: the sender's id, a space, a tag, a colon, the id.
     pub fn encode(&self, sender: &str) -> String {
-        let limit = |key: &LimitKey, until: UnixSeconds| {
-            let (secret, subject, source) = (key.secret.as_str(), &key.subject, &key.source);
-            format!("{until}|{secret}|{subject}|{source}")
-        };
         let (tag, id) = match self {
             Self::Principal(id) => ("p", id.clone()),
             Self::Session(id) => ("s", id.clone()),
             Self::Credential(id) => ("c", id.clone()),
             Self::All => ("a", String::new()),
             Self::Documents => ("d", String::new()),
-            Self::Blocked(key, until) => ("b", limit(key, *until)),
-            Self::Unblocked(key) => ("u", limit(key, 0)),
+            Self::ApiTokenOf(username) => ("t", username.clone()),
         };
         format!("{sender} {tag}:{id}")
     }
@@ -71,30 +60,10 @@ impl Notice {
             "c" => id().map(Self::Credential),
             "a" => Some(Self::All),
             "d" => Some(Self::Documents),
-            "b" => limit(body).map(|(key, until)| Self::Blocked(key, until)),
-            "u" => limit(body).map(|(key, _)| Self::Unblocked(key)),
+            "t" => id().map(Self::ApiTokenOf),
             _ => None,
         }
     }
-}
-
-/// Reads `until|secret|subject|source`. Subjects (canonical usernames) and sources (IP
-/// addresses and prefixes) never contain `|`.
-fn limit(text: &str) -> Option<(LimitKey, UnixSeconds)> {
-    let mut parts = text.split('|');
-    let until = parts.next()?.parse().ok()?;
-    let secret = Guessed::parse(parts.next()?)?;
-    let subject = parts.next()?.to_owned();
-    let source = parts.next()?.to_owned();
-    if parts.next().is_some() || subject.is_empty() {
-        return None;
-    }
-    let key = LimitKey {
-        secret,
-        subject,
-        source,
-    };
-    Some((key, until))
 }
 
 /// This replica's link to the others: notices the cache announces, waiting to be sent,
@@ -164,17 +133,11 @@ pub struct Followers {
     pub cache: Arc<CheckCache>,
     /// Reloads the scope catalog and route policy.
     pub documents: Arc<Documents>,
-    /// Holds tripped API-token counters.
-    pub limits: Arc<GuessLimits>,
 }
 
 /// Applies the other replicas' notices.
 async fn follow_notices(mut feed: Box<dyn ChangeFeed>, followers: Followers, id: &str) {
-    let Followers {
-        cache,
-        documents,
-        limits,
-    } = followers;
+    let Followers { cache, documents } = followers;
     loop {
         let notice = match feed.next().await {
             FeedEvent::Subscribed => {
@@ -195,7 +158,6 @@ async fn follow_notices(mut feed: Box<dyn ChangeFeed>, followers: Followers, id:
                     tracing::warn!(error = %e, "could not reload documents after a notice");
                 }
             }
-            Notice::Blocked(..) | Notice::Unblocked(_) => limits.apply(&notice),
             _ => cache.apply(&notice),
         }
     }
@@ -213,37 +175,13 @@ mod tests {
             Notice::Credential("app_token:t1".into()),
             Notice::All,
             Notice::Documents,
-            Notice::Blocked(
-                LimitKey {
-                    secret: Guessed::ApiToken,
-                    subject: "alice".into(),
-                    source: "2001:db8::/64".into(),
-                },
-                1_800_000_000,
-            ),
-            Notice::Unblocked(LimitKey {
-                secret: Guessed::ApiToken,
-                subject: "alice".into(),
-                source: String::new(),
-            }),
+            Notice::ApiTokenOf("alice".into()),
         ];
         for notice in notices {
             let text = notice.encode("r1");
             assert_eq!(Notice::decode(&text), Some(("r1", notice)));
         }
-        for bad in [
-            "",
-            "r1 p:",
-            "r1 x:1",
-            "r1 p",
-            "r1 all",
-            "p:u1",
-            "r1 b:1|api_token|alice",
-            "r1 b:x|api_token|alice|",
-            "r1 b:1|nope|alice|",
-            "r1 b:1|api_token||",
-            "r1 u:1|api_token|a|b|c",
-        ] {
+        for bad in ["", "r1 p:", "r1 x:1", "r1 p", "r1 all", "p:u1", "r1 t:"] {
             assert_eq!(Notice::decode(bad), None, "{bad:?}");
         }
     }

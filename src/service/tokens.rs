@@ -20,7 +20,7 @@ use super::documents::Documents;
 use super::error::OAuthError;
 use super::integrations::integration_target;
 use super::keys::KeyRing;
-use super::limits::{AdmitError, Guess, GuessLimits};
+use super::limits::{AdmitError, Guess, GuessLimits, Limited};
 use super::passwords::Passwords;
 use crate::domain::access_token::{AccessClaims, TokenPolicy, looks_like_jwt};
 use crate::domain::audit::{Actor, Event, Origin, Outcome, Pseudonyms};
@@ -323,8 +323,8 @@ impl Tokens {
         // Decided before argon2 runs, so a refused attempt costs no hashing.
         match self.limits.admit(&guess, &login.origin).await {
             Ok(()) => {}
-            Err(AdmitError::Limited(_)) => {
-                self.record_limited(login.limited(), &guess).await;
+            Err(AdmitError::Limited(limited)) => {
+                self.record_limited(login.limited(), &limited).await;
                 return Err(OAuthError::InvalidGrant.into());
             }
             Err(AdmitError::Store(e)) => return Err(e.into()),
@@ -751,18 +751,9 @@ impl Tokens {
         }
         let Some(found) = self.store.find_client(client_id).await? else {
             // No integration: no secret to guess, so nothing to count. Recorded, but at
-            // most once a minute per client id and address, so a flood of made-up ids
-            // cannot fill the log.
-            let source = login
-                .origin
-                .client
-                .map(|ip| ip.to_string())
-                .unwrap_or_default();
-            if self.limits.record_refusal(&[
-                b"unknown_client",
-                client_id.as_bytes(),
-                source.as_bytes(),
-            ]) {
+            // most once a minute per source address whatever the id, so made-up ids
+            // cannot fill the log. (Client ids are not secret: that one exists shows.)
+            if self.limits.record_unknown_client(login.origin.client) {
                 let event = login.client_refused(client_id, Outcome::Failure, "unknown_client");
                 self.record(event).await;
             }
@@ -778,10 +769,10 @@ impl Tokens {
             .ct_eq(&SecretDigest::of(&client.client_secret));
         match self.limits.settle(&guess, right, &login.origin).await {
             Ok(()) => {}
-            Err(AdmitError::Limited(_)) => {
+            Err(AdmitError::Limited(limited)) => {
                 self.record_limited(
                     login.client_refused(client_id, Outcome::Limited, ""),
-                    &guess,
+                    &limited,
                 )
                 .await;
                 return Err(OAuthError::InvalidClient.into());
@@ -805,16 +796,10 @@ impl Tokens {
         Err(OAuthError::InvalidClient.into())
     }
 
-    /// Records an attempt a guessing limit refused: at most once a minute per counter,
-    /// so a refused flood cannot fill the log (the metric counts every one).
-    async fn record_limited(&self, event: Event, guess: &Guess) {
-        let source = guess.source.map(|ip| ip.to_string()).unwrap_or_default();
-        let about = [
-            guess.secret.as_str().as_bytes(),
-            guess.subject.as_bytes(),
-            source.as_bytes(),
-        ];
-        if self.limits.record_refusal(&about) {
+    /// Records an attempt a guessing limit refused: at most once a minute per refusing
+    /// counter, so a refused flood cannot fill the log (the metric counts every one).
+    async fn record_limited(&self, event: Event, limited: &Limited) {
+        if self.limits.record_refusal(&limited.by) {
             self.record(event).await;
         }
     }

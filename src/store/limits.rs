@@ -36,20 +36,18 @@ pub trait LimitStore: Send + Sync + 'static {
         now: UnixSeconds,
         origin: &Origin,
     ) -> StoreResult<Attempt>;
-    /// The counters of `keys` as stored (`None` where there is none), read without
-    /// locking: to confirm a block held in memory.
-    async fn read_counters(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Counter>>>;
-    /// Takes back one charge of an attempt whose secret was right, on each counter.
+    /// After a right secret: takes back the attempt's charge from the per-account
+    /// counter and forgives the per-source counter its failures.
     async fn refund_attempt(&self, keys: &[(LimitKey, Rules)], now: UnixSeconds)
     -> StoreResult<()>;
-    /// Counters with failures or a block at `now` (some may belong to windows that have
-    /// ended), of `secret` when given and of `subject` when not empty, most recently
-    /// changed first.
+    /// Counters live at `live.now` (see [`Counter::is_live`]), of `secret` when given
+    /// and of `subject` when not empty: blocked ones first, latest block end first, then
+    /// the most recently changed.
     async fn list_limits(
         &self,
         secret: Option<Guessed>,
         subject: &str,
-        now: UnixSeconds,
+        live: LiveAt,
         limit: u32,
     ) -> StoreResult<Vec<LimitRecord>>;
     /// Forgets one counter, recording `event`; false (recording nothing) when there was
@@ -63,8 +61,20 @@ pub trait LimitStore: Send + Sync + 'static {
         subject: &str,
         event: &Event,
     ) -> StoreResult<u64>;
-    /// Deletes counters unchanged since `before` that no longer block.
-    async fn purge_limits(&self, before: UnixSeconds, now: UnixSeconds) -> StoreResult<u64>;
+    /// Deletes counters that no longer block at `now` and whose window started at or
+    /// before `window_over` (`now` less the longest window): those a fresh one replaces.
+    async fn purge_limits(&self, window_over: UnixSeconds, now: UnixSeconds) -> StoreResult<u64>;
+}
+
+/// When a counter counts as live: at `now`, each window as long as its rules say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveAt {
+    /// The time.
+    pub now: UnixSeconds,
+    /// The per-account counters' window.
+    pub account_window: UnixSeconds,
+    /// The per-source counters' window.
+    pub source_window: UnixSeconds,
 }
 
 /// A counter: read inside the deciding transaction once its lock is held, or alone.
@@ -92,11 +102,17 @@ pub(super) const LIST: &str = "\
            updated_at \
     FROM guess_limits \
     WHERE ($1 = '' OR secret = $1) AND ($2 = '' OR subject = $2) \
-      AND (failures > 0 OR blocked_until > $3) \
-    ORDER BY updated_at DESC, secret, subject, source LIMIT $4";
+      AND (blocked_until > $3 \
+           OR (failures > 0 \
+               AND window_start > $3 - CASE WHEN source = '' THEN $4 ELSE $5 END)) \
+    ORDER BY blocked_until DESC, updated_at DESC, secret, subject, source LIMIT $6";
 
+/// A counter that no longer blocks and whose window is over is one the next attempt
+/// would start afresh (delay included): deleting it changes no decision. Not
+/// `updated_at`: a block writes its row once, so a long block's row is "unchanged" when
+/// it ends while its doubled delay still matters.
 pub(super) const PURGE: &str =
-    "DELETE FROM guess_limits WHERE updated_at < $1 AND blocked_until <= $2";
+    "DELETE FROM guess_limits WHERE window_start <= $1 AND blocked_until <= $2";
 
 /// The number a counter's lock is taken under (PostgreSQL advisory locks take an
 /// `i64`): the first bytes of the key's digest. Rows are not enough to lock on, since a
@@ -105,9 +121,7 @@ pub(super) const PURGE: &str =
 pub(super) fn lock_id(key: &LimitKey) -> i64 {
     let digest = SecretDigest::of_parts(&[
         key.secret.as_str().as_bytes(),
-        b"\0",
         key.subject.as_bytes(),
-        b"\0",
         key.source.as_bytes(),
     ]);
     let mut first = [0u8; 8];
@@ -181,12 +195,16 @@ macro_rules! impl_limit_store {
                 keys: &[(LimitKey, Rules)],
                 now: UnixSeconds,
             ) -> StoreResult<Vec<(Counter, bool)>> {
-                let mut counters = Vec::with_capacity(keys.len());
-                for (key, rules) in keys {
+                // Every lock before any read: a clear holding the account's lock (which
+                // every attempt takes) then never races a read made before it.
+                for (key, _) in keys {
                     sqlx::query($lock)
                         .bind(limits::lock_id(key))
                         .execute(&mut *conn)
                         .await?;
+                }
+                let mut counters = Vec::with_capacity(keys.len());
+                for (key, rules) in keys {
                     let row = sqlx::query_as::<_, limits::CounterRow>(limits::COUNTER)
                         .bind(key.secret.as_str())
                         .bind(&key.subject)
@@ -271,20 +289,6 @@ macro_rules! impl_limit_store {
                 Ok(attempt)
             }
 
-            async fn read_counters(&self, keys: &[LimitKey]) -> StoreResult<Vec<Option<Counter>>> {
-                let mut counters = Vec::with_capacity(keys.len());
-                for key in keys {
-                    let row = sqlx::query_as::<_, limits::CounterRow>(limits::COUNTER)
-                        .bind(key.secret.as_str())
-                        .bind(&key.subject)
-                        .bind(&key.source)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    counters.push(row.map(Counter::from));
-                }
-                Ok(counters)
-            }
-
             async fn refund_attempt(
                 &self,
                 keys: &[(LimitKey, Rules)],
@@ -294,7 +298,11 @@ macro_rules! impl_limit_store {
                 let locked = Self::lock_counters(&mut tx, keys, now).await?;
                 for ((key, rules), (before, stored)) in keys.iter().zip(locked) {
                     let mut counter = before;
-                    counter.refund();
+                    if key.source.is_empty() {
+                        counter.refund();
+                    } else {
+                        counter.forgive();
+                    }
                     Self::save_counter(&mut tx, key, (&counter, &before, stored), rules, now)
                         .await?;
                 }
@@ -306,13 +314,15 @@ macro_rules! impl_limit_store {
                 &self,
                 secret: Option<Guessed>,
                 subject: &str,
-                now: UnixSeconds,
+                live: limits::LiveAt,
                 limit: u32,
             ) -> StoreResult<Vec<LimitRecord>> {
                 let rows = sqlx::query_as::<_, limits::LimitRow>(limits::LIST)
                     .bind(secret.map_or("", Guessed::as_str))
                     .bind(subject)
-                    .bind(now)
+                    .bind(live.now)
+                    .bind(live.account_window)
+                    .bind(live.source_window)
                     .bind(i64::from(limit))
                     .fetch_all(&self.pool)
                     .await?;
@@ -321,6 +331,12 @@ macro_rules! impl_limit_store {
 
             async fn clear_limit(&self, key: &LimitKey, event: &Event) -> StoreResult<bool> {
                 let mut tx = self.begin_write().await?;
+                // Under the counter's lock, so no attempt that read it before writes
+                // it back after.
+                sqlx::query($lock)
+                    .bind(limits::lock_id(key))
+                    .execute(&mut *tx)
+                    .await?;
                 let deleted = sqlx::query(limits::DELETE)
                     .bind(key.secret.as_str())
                     .bind(&key.subject)
@@ -342,6 +358,16 @@ macro_rules! impl_limit_store {
                 event: &Event,
             ) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
+                // Every attempt on the subject takes its per-account lock.
+                let account = LimitKey {
+                    secret,
+                    subject: subject.to_owned(),
+                    source: String::new(),
+                };
+                sqlx::query($lock)
+                    .bind(limits::lock_id(&account))
+                    .execute(&mut *tx)
+                    .await?;
                 let deleted = sqlx::query(limits::DELETE_SUBJECT)
                     .bind(secret.as_str())
                     .bind(subject)
@@ -358,12 +384,12 @@ macro_rules! impl_limit_store {
 
             async fn purge_limits(
                 &self,
-                before: UnixSeconds,
+                window_over: UnixSeconds,
                 now: UnixSeconds,
             ) -> StoreResult<u64> {
                 let mut tx = self.begin_write().await?;
                 let purged = sqlx::query(limits::PURGE)
-                    .bind(before)
+                    .bind(window_over)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

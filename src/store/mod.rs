@@ -29,7 +29,7 @@ pub use apps::{
 };
 pub use audit::{AuditFilter, AuditRecord, AuditStore};
 pub use documents::{DocumentRecord, DocumentStore};
-pub use limits::{LimitRecord, LimitStore};
+pub use limits::{LimitRecord, LimitStore, LiveAt};
 pub use notices::{CHANNEL as NOTICE_CHANNEL, ChangeFeed, FeedEvent, NoticeStore};
 pub use oauth::{
     ClientRecord, IntegrationRecord, LoginRecord, NewIntegration, NewRefreshToken, NewSession,

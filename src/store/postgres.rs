@@ -47,6 +47,10 @@ impl PostgresStore {
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
     }
+
+    /// Inside a write transaction: keeps every other writer off `users` until it ends
+    /// (readers go on), so what it read of them stays true.
+    const HOLD_USERS: &str = "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE";
 }
 
 impl_sql_store!(

@@ -279,8 +279,10 @@ macro_rules! impl_sql_store {
                 if !self.login_names_pending().await {
                     return Ok(());
                 }
-                // One transaction: no email changes between the check and the rewrite.
+                // One transaction holding the users (an older release may still be
+                // serving): no email changes between the check and the rewrite.
                 let mut tx = self.begin_write().await?;
+                sqlx::query(Self::HOLD_USERS).execute(&mut *tx).await?;
                 let users = sqlx::query_as::<_, sql::StoredNames>(sql::STORED_NAMES)
                     .fetch_all(&mut *tx)
                     .await?;

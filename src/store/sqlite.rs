@@ -58,6 +58,9 @@ impl SqliteStore {
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// A write transaction already keeps every other writer out.
+    const HOLD_USERS: &str = "SELECT 1";
 }
 
 impl_sql_store!(SqliteStore, Sqlite, sqlx::migrate!("migrations/sqlite"));

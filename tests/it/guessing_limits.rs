@@ -389,22 +389,40 @@ async fn api_tokens_are_limited_on_every_path(backend: Backend) {
     server.stop().await;
 }
 
-/// Through ext_authz the client's address counts per source: ten wrong tokens from one
-/// address refuse even the right token from there (warm in the cache), while the same
-/// token from another address is allowed.
+/// Through ext_authz the client's address counts per source (an IPv6 address by its
+/// /64): ten wrong tokens from one address refuse even the right token from there, warm
+/// in the cache, while the same token from another address is allowed. Once the
+/// account's own counter is blocked too and then cleared behind the server's back (as
+/// `identityd admin clear-limit` does), the address is still refused.
 async fn api_tokens_are_limited_per_address(backend: Backend) {
     let server = TestServer::start(backend).await;
     let frank = server
         .user_with_role("frank", "frank-reader", &["orders:read"])
         .await;
-    let attacker = "203.0.113.9";
-    assert!(allowed(&envoy_check(&server, &frank, attacker).await));
+    let (attacker, neighbour, elsewhere) = ("2001:db8:7::9", "2001:db8:7::1:2", "192.0.2.77");
+    for address in [attacker, neighbour, elsewhere] {
+        assert!(allowed(&envoy_check(&server, &frank, address).await));
+    }
     let wrong = basic("frank", &wrong_token('B'));
     for _ in 0..SOURCE_FAILURES {
         assert!(!allowed(&envoy_check(&server, &wrong, attacker).await));
     }
-    assert!(!allowed(&envoy_check(&server, &frank, attacker).await));
-    assert!(allowed(&envoy_check(&server, &frank, "192.0.2.77").await));
+    let refused_from = async |address: &str| !allowed(&envoy_check(&server, &frank, address).await);
+    assert!(refused_from(attacker).await);
+    assert!(refused_from(neighbour).await, "the same /64");
+    assert!(!refused_from(elsewhere).await);
+    // The rest of the account's allowance, ten from each of four more addresses.
+    for i in 0..(ACCOUNT_FAILURES - SOURCE_FAILURES) {
+        let address = format!("198.51.100.{}", i / SOURCE_FAILURES);
+        assert!(!allowed(&envoy_check(&server, &wrong, &address).await));
+    }
+    assert!(refused_from(elsewhere).await, "the account is blocked");
+    server
+        .db
+        .execute("DELETE FROM guess_limits WHERE subject = 'frank' AND source = ''")
+        .await;
+    assert!(!refused_from(elsewhere).await);
+    assert!(refused_from(attacker).await, "the address is still blocked");
     server.stop().await;
 }
 

@@ -92,6 +92,23 @@ impl TestDb {
         }
         .expect("statement");
     }
+
+    /// Runs one query that answers a single integer (a `COUNT(*)`), directly.
+    pub async fn count(&self, query: &str) -> i64 {
+        let query = sqlx::AssertSqlSafe(query.to_owned());
+        if self.pg_name.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect PostgreSQL");
+            sqlx::query_scalar(query).fetch_one(&mut conn).await
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("open SQLite");
+            sqlx::query_scalar(query).fetch_one(&mut conn).await
+        }
+        .expect("query")
+    }
 }
 
 /// Makes the database look one migration older than this build.
