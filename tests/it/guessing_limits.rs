@@ -138,7 +138,8 @@ async fn password_guessing_is_limited(backend: Backend) {
 }
 
 /// Wrong guesses from one address block that address after 10, while the account's
-/// owner logs in from another; clearing the counter ends the block at once.
+/// owner logs in from another; clearing the counter ends the block at once; a right
+/// password forgives its address the failures before it.
 async fn one_address_is_stopped_without_locking_the_owner_out(backend: Backend) {
     let server = TestServer::start(backend).await;
     user_with_password(&server, "bob", &["orders:read"]).await;
@@ -180,6 +181,20 @@ async fn one_address_is_stopped_without_locking_the_owner_out(backend: Backend) 
     let cleared = audit_events(&server, "password:bob", "limit.clear").await;
     assert_eq!(cleared.len(), 1);
     assert_eq!(cleared[0].details, format!(r#"{{"source":"{attacker}"}}"#));
+
+    // An owner's typos: nine wrong, then right, forgive the address its failures, so
+    // nine more typos still do not block it.
+    let home = "192.0.2.44";
+    for _ in 0..2 {
+        for _ in 1..SOURCE_FAILURES {
+            issue(&server, login_from("bob", WRONG, home))
+                .await
+                .unwrap_err();
+        }
+        issue(&server, login_from("bob", PASSWORD, home))
+            .await
+            .expect("the owner at home, after typos");
+    }
     server.stop().await;
 }
 
