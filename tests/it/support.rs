@@ -56,7 +56,13 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
-                let name = format!("identityd_t_{}", uuid::Uuid::new_v4().simple());
+                // The process id lets a later run tell a leftover (its process gone)
+                // from a database another run is using (see `.ci/run`).
+                let name = format!(
+                    "identityd_t_{}_{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                );
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
                     .expect("PostgreSQL must be reachable for the PostgreSQL tests (IDENTITYD_TEST_POSTGRES_URL)");
